@@ -1,0 +1,3 @@
+export * from './stream-bus.js';
+export * from './market-store.js';
+export * from './clock.js';

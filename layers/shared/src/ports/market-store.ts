@@ -1,0 +1,98 @@
+import type {
+  Candle,
+  CandleSource,
+  MarketEvent,
+  OrderBook,
+  Signal,
+  Ticker,
+  Timeframe,
+  Trade,
+} from '../domain/index.js';
+
+export type Channel = 'trades' | 'tickers' | 'books' | 'candles';
+
+export interface WriteSummary {
+  readonly trades: number;
+  readonly tickers: number;
+  readonly books: number;
+  readonly candles: number;
+}
+
+/** A record the consumer could not use, kept with its payload and the reason. */
+export interface DeadLetter {
+  readonly source: string;
+  readonly reason: string;
+  readonly errorName: string;
+  readonly payload: string;
+  readonly partitionKey: string | null;
+  readonly sequenceNumber: string | null;
+}
+
+/** Write side of the market store. Every write is idempotent on natural keys. */
+export interface MarketWriter {
+  writeEvents(events: readonly MarketEvent[]): Promise<WriteSummary>;
+  writeSignals(signals: readonly Signal[]): Promise<number>;
+  writeDeadLetter(letter: DeadLetter): Promise<void>;
+}
+
+/** What the store holds for one exchange/symbol/channel. */
+export interface FeedCoverage {
+  readonly exchange: string;
+  readonly symbol: string;
+  readonly channel: Channel;
+  /** exchange time of the oldest and newest event held */
+  readonly firstTs: number;
+  readonly lastTs: number;
+  /** receipt time of the newest event */
+  readonly lastLocalTs: number;
+  /** events received (at-least-once: replays count again) */
+  readonly events: number;
+}
+
+export interface TradeQuery {
+  readonly exchange: string;
+  readonly symbol: string;
+  /** inclusive, ms epoch */
+  readonly since?: number;
+  /** exclusive, ms epoch */
+  readonly until?: number;
+  /** keyset cursor: return trades strictly after (ts, id) */
+  readonly after?: { readonly ts: number; readonly id: string };
+  /** newest first instead of oldest first */
+  readonly newestFirst?: boolean;
+  readonly limit: number;
+}
+
+export interface CandleQuery {
+  readonly exchange: string;
+  readonly symbol: string;
+  readonly timeframe: Timeframe;
+  /** open time, inclusive */
+  readonly since?: number;
+  /** open time, exclusive */
+  readonly until?: number;
+  readonly newestFirst?: boolean;
+  readonly limit: number;
+}
+
+/** A candle as stored: `closed` is decided by the query layer, which knows the clock. */
+export type StoredCandle = Omit<Candle, 'closed' | 'type'> & {
+  readonly trades: number;
+  readonly source: CandleSource;
+};
+
+/** Read side of the market store. */
+export interface MarketReader {
+  listFeeds(): Promise<readonly FeedCoverage[]>;
+  latestTicker(exchange: string, symbol: string): Promise<Ticker | null>;
+  latestBook(exchange: string, symbol: string): Promise<OrderBook | null>;
+  trades(query: TradeQuery): Promise<readonly Trade[]>;
+  /** Candles of `timeframe`, rolled up from 1m where needed; ascending unless newestFirst. */
+  candles(query: CandleQuery): Promise<readonly StoredCandle[]>;
+  /** Total rows per table, for status lines. */
+  rowCounts(): Promise<Readonly<Record<string, number>>>;
+}
+
+export interface MarketStore extends MarketWriter, MarketReader {
+  close(): Promise<void>;
+}
