@@ -76,9 +76,11 @@ export interface CandleQuery {
 }
 
 /** A candle as stored: `closed` is decided by the query layer, which knows the clock. */
-export type StoredCandle = Omit<Candle, 'closed' | 'type'> & {
+export type StoredCandle = Omit<Candle, 'closed' | 'type' | 'source'> & {
+  /** trades in the candle (0 where the exchange does not say) */
   readonly trades: number;
-  readonly source: CandleSource;
+  /** `mixed` when a rolled-up candle spans minutes of both sources */
+  readonly source: CandleSource | 'mixed';
 };
 
 /** Read side of the market store. */
@@ -89,8 +91,6 @@ export interface MarketReader {
   trades(query: TradeQuery): Promise<readonly Trade[]>;
   /** Candles of `timeframe`, rolled up from 1m where needed; ascending unless newestFirst. */
   candles(query: CandleQuery): Promise<readonly StoredCandle[]>;
-  /** Total rows per table, for status lines. */
-  rowCounts(): Promise<Readonly<Record<string, number>>>;
 }
 
 export interface MarketStore extends MarketWriter, MarketReader {

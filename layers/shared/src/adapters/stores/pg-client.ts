@@ -1,0 +1,37 @@
+import pg from 'pg';
+import type { SqlClient, SqlExecutor } from './sql-client.js';
+
+/** Connects to PostgreSQL (TimescaleDB or plain) through a `pg` pool. */
+export function openPostgres(connectionString: string, options: { max?: number } = {}): SqlClient {
+  const pool = new pg.Pool({ connectionString, max: options.max ?? 4 });
+  const asExecutor = (q: pg.Pool | pg.PoolClient): SqlExecutor => ({
+    async query<R extends object>(text: string, params: readonly unknown[] = []) {
+      const result = await q.query(text, params as unknown[]);
+      return { rows: result.rows as R[] };
+    },
+    async exec(script: string) {
+      await q.query(script);
+    },
+  });
+  const base = asExecutor(pool);
+  return {
+    driver: 'pg',
+    query: base.query,
+    exec: base.exec,
+    async transaction(fn) {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        const result = await fn(asExecutor(client));
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw error;
+      } finally {
+        client.release();
+      }
+    },
+    close: () => pool.end(),
+  };
+}

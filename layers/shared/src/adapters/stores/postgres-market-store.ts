@@ -1,0 +1,296 @@
+import type { Candle, MarketEvent, OrderBook, Signal, Ticker, Trade } from '../../domain/index.js';
+import { bucketStart, timeframeMs, timeframeOffsetMs } from '../../domain/index.js';
+import type {
+  CandleQuery,
+  Channel,
+  DeadLetter,
+  FeedCoverage,
+  MarketStore,
+  StoredCandle,
+  TradeQuery,
+  WriteSummary,
+} from '../../ports/index.js';
+import type { SqlClient, SqlExecutor } from './sql-client.js';
+
+const CHANNEL_OF: Record<MarketEvent['type'], Channel> = {
+  trade: 'trades',
+  ticker: 'tickers',
+  book: 'books',
+  candle: 'candles',
+};
+
+/** Trade order inside one millisecond: numeric ids sort by length first, so "10" follows "9". */
+const TRADE_ORDER = 'ts, length(trade_id), trade_id';
+
+/**
+ * Market store on PostgreSQL (TimescaleDB when installed) or PGlite. Rows go in as one jsonb
+ * parameter per table and batch (`jsonb_to_recordset`), so a batch is a handful of statements.
+ */
+export class PostgresMarketStore implements MarketStore {
+  constructor(private readonly db: SqlClient) {}
+
+  /** Writes a batch in one transaction; idempotent, so a replayed batch changes nothing. */
+  async writeEvents(events: readonly MarketEvent[]): Promise<WriteSummary> {
+    const trades: Trade[] = [];
+    const tickers: Ticker[] = [];
+    const books: OrderBook[] = [];
+    const candles: Candle[] = [];
+    for (const e of events) {
+      if (e.type === 'trade') trades.push(e);
+      else if (e.type === 'ticker') tickers.push(e);
+      else if (e.type === 'book') books.push(e);
+      else candles.push(e);
+    }
+    if (events.length === 0) return { trades: 0, tickers: 0, books: 0, candles: 0 };
+    return this.db.transaction(async (tx) => {
+      const summary = {
+        trades: trades.length ? await insertTrades(tx, trades) : 0,
+        tickers: tickers.length ? await insertTickers(tx, tickers) : 0,
+        books: books.length ? await insertBooks(tx, books) : 0,
+        candles: candles.length ? await upsertExchangeCandles(tx, candles) : 0,
+      };
+      await upsertFeeds(tx, events);
+      return summary;
+    });
+  }
+
+  async writeSignals(signals: readonly Signal[]): Promise<number> {
+    if (signals.length === 0) return 0;
+    const rows = signals.map((s) => ({
+      id: s.id,
+      ts: s.ts,
+      publisher: s.publisher,
+      exchange: s.exchange,
+      symbol: s.symbol,
+      direction: s.direction,
+      strength: s.strength,
+      confidence: s.confidence,
+      horizon: s.horizon,
+      rationale: s.rationale,
+    }));
+    const result = await this.db.query(
+      `INSERT INTO signals (id, ts, publisher, exchange, symbol, direction, strength, confidence, horizon, rationale)
+       SELECT id, ms_to_ts(ts), publisher, exchange, symbol, direction, strength, confidence, horizon, rationale
+       FROM jsonb_to_recordset($1::jsonb) AS r(id uuid, ts bigint, publisher text, exchange text, symbol text,
+         direction text, strength float8, confidence float8, horizon text, rationale text)
+       ON CONFLICT DO NOTHING RETURNING 1`,
+      [JSON.stringify(rows)],
+    );
+    return result.rows.length;
+  }
+
+  async writeDeadLetter(letter: DeadLetter): Promise<void> {
+    await this.db.query(
+      `INSERT INTO dead_letters (source, error_name, reason, partition_key, sequence_number, payload)
+       VALUES ($1, $2, $3, $4, $5, $6)`,
+      [letter.source, letter.errorName, letter.reason, letter.partitionKey, letter.sequenceNumber, letter.payload],
+    );
+  }
+
+  async listFeeds(): Promise<readonly FeedCoverage[]> {
+    const { rows } = await this.db.query<FeedCoverage>(
+      `SELECT exchange, symbol, channel, ts_to_ms(first_ts) AS "firstTs", ts_to_ms(last_ts) AS "lastTs",
+              ts_to_ms(last_local_ts) AS "lastLocalTs", events::float8 AS events
+       FROM feeds ORDER BY exchange, symbol, channel`,
+    );
+    return rows;
+  }
+
+  async latestTicker(exchange: string, symbol: string): Promise<Ticker | null> {
+    const { rows } = await this.db.query<Omit<Ticker, 'type'>>(
+      `SELECT exchange, symbol, ts_to_ms(ts) AS ts, ts_to_ms(local_ts) AS "localTs", bid, bid_size AS "bidSize",
+              ask, ask_size AS "askSize", last, open_24h AS "open24h", high_24h AS "high24h", low_24h AS "low24h",
+              base_volume_24h AS "baseVolume24h", quote_volume_24h AS "quoteVolume24h", change_24h_pct AS "change24hPct"
+       FROM tickers WHERE exchange = $1 AND symbol = $2 ORDER BY ts DESC LIMIT 1`,
+      [exchange, symbol],
+    );
+    const row = rows[0];
+    return row ? { type: 'ticker', ...row } : null;
+  }
+
+  async latestBook(exchange: string, symbol: string): Promise<OrderBook | null> {
+    const { rows } = await this.db.query<Omit<OrderBook, 'type' | 'seq'> & { seq: string | number | null }>(
+      `SELECT exchange, symbol, ts_to_ms(ts) AS ts, ts_to_ms(local_ts) AS "localTs", seq::float8 AS seq, depth, bids, asks
+       FROM book_snapshots WHERE exchange = $1 AND symbol = $2 ORDER BY ts DESC LIMIT 1`,
+      [exchange, symbol],
+    );
+    const row = rows[0];
+    return row ? { type: 'book', ...row, seq: row.seq === null ? null : Number(row.seq) } : null;
+  }
+
+  async trades(q: TradeQuery): Promise<readonly Trade[]> {
+    const params: unknown[] = [q.exchange, q.symbol];
+    const where = ['exchange = $1', 'symbol = $2'];
+    if (q.since !== undefined) where.push(`ts >= ms_to_ts($${params.push(q.since)}::bigint)`);
+    if (q.until !== undefined) where.push(`ts < ms_to_ts($${params.push(q.until)}::bigint)`);
+    if (q.after) {
+      const ts = `ms_to_ts($${params.push(q.after.ts)}::bigint)`;
+      const len = `$${params.push(q.after.id.length)}::int`;
+      const id = `$${params.push(q.after.id)}::text`;
+      where.push(`(ts, length(trade_id), trade_id) ${q.newestFirst ? '<' : '>'} (${ts}, ${len}, ${id})`);
+    }
+    const order = q.newestFirst ? 'ts DESC, length(trade_id) DESC, trade_id DESC' : TRADE_ORDER;
+    const { rows } = await this.db.query<Omit<Trade, 'type'>>(
+      `SELECT exchange, symbol, ts_to_ms(ts) AS ts, ts_to_ms(local_ts) AS "localTs", trade_id AS id, price, amount, side
+       FROM trades WHERE ${where.join(' AND ')} ORDER BY ${order} LIMIT $${params.push(q.limit)}::int`,
+      params,
+    );
+    return rows.map((r) => ({ type: 'trade', ...r }));
+  }
+
+  async candles(q: CandleQuery): Promise<readonly StoredCandle[]> {
+    const size = timeframeMs(q.timeframe);
+    const offset = timeframeOffsetMs(q.timeframe);
+    const params: unknown[] = [q.exchange, q.symbol];
+    const where = ['exchange = $1', 'symbol = $2', "timeframe = '1m'"];
+    // Ranges are on open time; widen to whole buckets so no rolled-up candle is cut short.
+    if (q.since !== undefined) where.push(`ts >= ms_to_ts($${params.push(bucketStart(q.since, q.timeframe))}::bigint)`);
+    if (q.until !== undefined) {
+      const end = bucketStart(q.until - 1, q.timeframe) + size;
+      where.push(`ts < ms_to_ts($${params.push(end)}::bigint)`);
+    }
+    const sizeP = `$${params.push(size)}::float8`;
+    const offP = `$${params.push(offset)}::float8`;
+    const limitP = `$${params.push(q.limit)}::int`;
+    const dir = q.newestFirst ? 'DESC' : 'ASC';
+    const { rows } = await this.db.query<Omit<StoredCandle, 'timeframe'>>(
+      `WITH minute AS (
+         -- one source per minute, never a blend: collected trades first, the exchange's candle otherwise
+         SELECT DISTINCT ON (ts) ts_to_ms(ts) AS t, source, open, high, low, close, volume, trades
+         FROM candles WHERE ${where.join(' AND ')}
+         ORDER BY ts, (source = 'trades') DESC
+       ), bucketed AS (
+         SELECT floor((t + ${offP}) / ${sizeP}) * ${sizeP} - ${offP} AS bucket, * FROM minute
+       )
+       SELECT $1::text AS exchange, $2::text AS symbol, bucket AS ts,
+              (array_agg(open ORDER BY t))[1] AS open, max(high) AS high, min(low) AS low,
+              (array_agg(close ORDER BY t DESC))[1] AS close, sum(volume) AS volume, sum(trades)::int AS trades,
+              CASE WHEN count(DISTINCT source) > 1 THEN 'mixed' ELSE min(source) END AS source
+       FROM bucketed GROUP BY bucket ORDER BY bucket ${dir} LIMIT ${limitP}`,
+      params,
+    );
+    return rows.map((r) => ({ ...r, timeframe: q.timeframe }));
+  }
+
+  async close(): Promise<void> {
+    await this.db.close();
+  }
+}
+
+async function insertTrades(tx: SqlExecutor, trades: readonly Trade[]): Promise<number> {
+  const rows = trades.map((t) => ({
+    exchange: t.exchange,
+    symbol: t.symbol,
+    ts: t.ts,
+    id: t.id,
+    price: t.price,
+    amount: t.amount,
+    side: t.side,
+    local_ts: t.localTs,
+  }));
+  const inserted = await tx.query(
+    `INSERT INTO trades (exchange, symbol, ts, trade_id, price, amount, side, local_ts)
+     SELECT exchange, symbol, ms_to_ts(ts), id, price, amount, side, ms_to_ts(local_ts)
+     FROM jsonb_to_recordset($1::jsonb) AS r(exchange text, symbol text, ts bigint, id text, price float8,
+       amount float8, side text, local_ts bigint)
+     ON CONFLICT DO NOTHING RETURNING 1`,
+    [JSON.stringify(rows)],
+  );
+  // Candles are rebuilt from the stored trades of every touched minute: a replayed or late trade
+  // can never count twice, and the candle always equals what its trades imply.
+  const minutes = new Map<string, { exchange: string; symbol: string; minute: number }>();
+  for (const t of trades) {
+    const minute = bucketStart(t.ts, '1m');
+    minutes.set(`${t.exchange}|${t.symbol}|${minute}`, { exchange: t.exchange, symbol: t.symbol, minute });
+  }
+  await tx.query(
+    `INSERT INTO candles (exchange, symbol, timeframe, ts, source, open, high, low, close, volume, trades)
+     SELECT t.exchange, t.symbol, '1m', ms_to_ts(k.minute), 'trades',
+            (array_agg(t.price ORDER BY t.ts, length(t.trade_id), t.trade_id))[1],
+            max(t.price), min(t.price),
+            (array_agg(t.price ORDER BY t.ts DESC, length(t.trade_id) DESC, t.trade_id DESC))[1],
+            sum(t.amount), count(*)
+     FROM jsonb_to_recordset($1::jsonb) AS k(exchange text, symbol text, minute bigint)
+     JOIN trades t ON t.exchange = k.exchange AND t.symbol = k.symbol
+      AND t.ts >= ms_to_ts(k.minute) AND t.ts < ms_to_ts(k.minute + 60000)
+     GROUP BY t.exchange, t.symbol, k.minute
+     ON CONFLICT (exchange, symbol, timeframe, ts, source) DO UPDATE SET
+       open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+       volume = EXCLUDED.volume, trades = EXCLUDED.trades`,
+    [JSON.stringify([...minutes.values()])],
+  );
+  return inserted.rows.length;
+}
+
+async function insertTickers(tx: SqlExecutor, tickers: readonly Ticker[]): Promise<number> {
+  const result = await tx.query(
+    `INSERT INTO tickers (exchange, symbol, ts, local_ts, bid, bid_size, ask, ask_size, last, open_24h, high_24h,
+                          low_24h, base_volume_24h, quote_volume_24h, change_24h_pct)
+     SELECT exchange, symbol, ms_to_ts("ts"), ms_to_ts("localTs"), bid, "bidSize", ask, "askSize", last, "open24h",
+            "high24h", "low24h", "baseVolume24h", "quoteVolume24h", "change24hPct"
+     FROM jsonb_to_recordset($1::jsonb) AS r(exchange text, symbol text, "ts" bigint, "localTs" bigint, bid float8,
+       "bidSize" float8, ask float8, "askSize" float8, last float8, "open24h" float8, "high24h" float8, "low24h" float8,
+       "baseVolume24h" float8, "quoteVolume24h" float8, "change24hPct" float8)
+     ON CONFLICT DO NOTHING RETURNING 1`,
+    [JSON.stringify(tickers)],
+  );
+  return result.rows.length;
+}
+
+async function insertBooks(tx: SqlExecutor, books: readonly OrderBook[]): Promise<number> {
+  const result = await tx.query(
+    `INSERT INTO book_snapshots (exchange, symbol, ts, local_ts, seq, depth, bids, asks)
+     SELECT exchange, symbol, ms_to_ts("ts"), ms_to_ts("localTs"), seq, depth, bids, asks
+     FROM jsonb_to_recordset($1::jsonb) AS r(exchange text, symbol text, "ts" bigint, "localTs" bigint, seq bigint,
+       depth int, bids jsonb, asks jsonb)
+     ON CONFLICT DO NOTHING RETURNING 1`,
+    [JSON.stringify(books)],
+  );
+  return result.rows.length;
+}
+
+async function upsertExchangeCandles(tx: SqlExecutor, candles: readonly Candle[]): Promise<number> {
+  // The exchange revises a forming candle: the last version of a key in the batch wins.
+  const latest = new Map<string, Candle>();
+  for (const c of candles) latest.set(`${c.exchange}|${c.symbol}|${c.timeframe}|${c.ts}|${c.source}`, c);
+  const result = await tx.query(
+    `INSERT INTO candles (exchange, symbol, timeframe, ts, source, open, high, low, close, volume)
+     SELECT exchange, symbol, timeframe, ms_to_ts(ts), source, open, high, low, close, volume
+     FROM jsonb_to_recordset($1::jsonb) AS r(exchange text, symbol text, timeframe text, ts bigint, source text,
+       open float8, high float8, low float8, close float8, volume float8)
+     ON CONFLICT (exchange, symbol, timeframe, ts, source) DO UPDATE SET
+       open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close, volume = EXCLUDED.volume
+     RETURNING 1`,
+    [JSON.stringify([...latest.values()])],
+  );
+  return result.rows.length;
+}
+
+async function upsertFeeds(tx: SqlExecutor, events: readonly MarketEvent[]): Promise<void> {
+  const feeds = new Map<string, { exchange: string; symbol: string; channel: Channel; first: number; last: number; lastLocal: number; n: number }>();
+  for (const e of events) {
+    const channel = CHANNEL_OF[e.type];
+    const key = `${e.exchange}|${e.symbol}|${channel}`;
+    const localTs = e.type === 'candle' ? e.ts : e.localTs;
+    const f = feeds.get(key);
+    if (!f) feeds.set(key, { exchange: e.exchange, symbol: e.symbol, channel, first: e.ts, last: e.ts, lastLocal: localTs, n: 1 });
+    else {
+      f.first = Math.min(f.first, e.ts);
+      f.last = Math.max(f.last, e.ts);
+      f.lastLocal = Math.max(f.lastLocal, localTs);
+      f.n += 1;
+    }
+  }
+  await tx.query(
+    `INSERT INTO feeds (exchange, symbol, channel, first_ts, last_ts, last_local_ts, events)
+     SELECT exchange, symbol, channel, ms_to_ts(first), ms_to_ts(last), ms_to_ts("lastLocal"), n
+     FROM jsonb_to_recordset($1::jsonb) AS r(exchange text, symbol text, channel text, first bigint, last bigint,
+       "lastLocal" bigint, n bigint)
+     ON CONFLICT (exchange, symbol, channel) DO UPDATE SET
+       first_ts = LEAST(feeds.first_ts, EXCLUDED.first_ts),
+       last_ts = GREATEST(feeds.last_ts, EXCLUDED.last_ts),
+       last_local_ts = GREATEST(feeds.last_local_ts, EXCLUDED.last_local_ts),
+       events = feeds.events + EXCLUDED.events`,
+    [JSON.stringify([...feeds.values()])],
+  );
+}

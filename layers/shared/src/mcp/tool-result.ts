@@ -1,0 +1,80 @@
+import type { CallToolResult, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
+import { ValidationError } from '../domain/errors.js';
+import { createLogger, type Logger } from '../observability/logger.js';
+import { InvalidCursorError } from '../query/cursor.js';
+import { UnknownMarketError } from '../query/market-query.js';
+
+/** How many known exchanges/symbols an error lists; the rest is only counted, so errors stay small. */
+export const KNOWN_SHOWN = 50;
+
+/** Where unexpected tool failures are logged when the caller gives no logger (stderr: stdout may carry MCP stdio). */
+const fallbackLogger = createLogger({ fields: { component: 'mcp-tools' } });
+
+/** Annotations of a tool that only reads this platform's own store: safe to call and to repeat. */
+export function readOnlyAnnotations(title: string): ToolAnnotations {
+  return { title, readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false };
+}
+
+/** A successful answer: `structuredContent`, plus the same JSON as text for clients without structured output. */
+export function toolSuccess(structured: Record<string, unknown>): CallToolResult {
+  return { content: [{ type: 'text', text: JSON.stringify(structured) }], structuredContent: structured };
+}
+
+/**
+ * A failure the model can recover from. No `structuredContent`: clients validate it against the
+ * tool's output schema even on errors, and an error has the wrong shape.
+ */
+export function toolFailure(message: string): CallToolResult {
+  return { isError: true, content: [{ type: 'text', text: message }] };
+}
+
+/** Runs a tool body; expected failures become recovery hints, anything else a generic error logged to stderr. */
+export async function runTool(
+  tool: string,
+  logger: Logger | undefined,
+  body: () => Promise<CallToolResult>,
+): Promise<CallToolResult> {
+  try {
+    return await body();
+  } catch (error) {
+    return failureFor(tool, error, logger ?? fallbackLogger);
+  }
+}
+
+function failureFor(tool: string, error: unknown, logger: Logger): CallToolResult {
+  if (error instanceof UnknownMarketError) return toolFailure(unknownMarketMessage(error));
+  if (error instanceof InvalidCursorError) {
+    return toolFailure(
+      `Invalid cursor: pass the nextCursor of this same tool's previous answer unchanged, with the same ` +
+        `other arguments. Repeat the call without cursor to start from the first page.`,
+    );
+  }
+  // ValidationError messages are written by this platform for callers (bad since/until and the like).
+  if (error instanceof ValidationError) return toolFailure(error.message);
+  // Never echo an unexpected error: it may carry SQL, hosts or connection strings.
+  logger.error('mcp tool failed', { tool, error, stack: error instanceof Error ? error.stack : undefined });
+  return toolFailure(
+    `Internal error while running ${tool}; nothing was changed. Retry shortly; if it keeps failing, ` +
+      `the market data store may be unavailable.`,
+  );
+}
+
+function unknownMarketMessage(error: UnknownMarketError): string {
+  // Symbols are ccxt unified symbols (always contain '/'); exchange ids never do.
+  const ofSymbols = error.known.some((k) => k.includes('/'));
+  const what = ofSymbols ? 'symbols on this exchange' : 'exchanges';
+  const shown = error.known.slice(0, KNOWN_SHOWN);
+  const list =
+    error.known.length === 0
+      ? `The store holds no ${what} yet.`
+      : `Known ${what} (${error.known.length}${error.known.length > shown.length ? `, first ${shown.length} shown` : ''}): ` +
+        `${shown.join(', ')}.`;
+  const hint = ofSymbols
+    ? 'Retry with one of these symbols (ccxt unified form, e.g. BTC/USDT, or BTC/USDT:USDT for a perpetual), or call list_markets with this exchange to see every symbol and its freshness.'
+    : 'Retry with one of these exchange ids, or call list_markets to see every market held.';
+  return `${capitalize(error.message)}. ${list} ${hint}`;
+}
+
+function capitalize(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}

@@ -1,0 +1,16 @@
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import type { McpDeps } from '../server.js';
+import { registerGetCandlesTool } from './get-candles.js';
+import { registerGetOrderBookTool } from './get-order-book.js';
+import { registerGetTickerTool } from './get-ticker.js';
+import { registerGetTradesTool } from './get-trades.js';
+import { registerListMarketsTool } from './list-markets.js';
+
+/** Registers every market data tool on `server`. */
+export function registerTools(server: McpServer, deps: McpDeps): void {
+  registerListMarketsTool(server, deps);
+  registerGetTickerTool(server, deps);
+  registerGetOrderBookTool(server, deps);
+  registerGetTradesTool(server, deps);
+  registerGetCandlesTool(server, deps);
+}

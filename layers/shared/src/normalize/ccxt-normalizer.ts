@@ -1,0 +1,109 @@
+import { ValidationError } from '../domain/errors.js';
+import type { OrderBook, Ticker, Trade } from '../domain/index.js';
+import { OrderBookSchema, TickerSchema, TradeSchema } from '../domain/index.js';
+import { formatIssues } from '../domain/issues.js';
+
+// The few fields of ccxt's unified structures the platform uses (ccxt types them loosely).
+type Num = number | undefined | null;
+type Str = string | undefined | null;
+
+export interface CcxtTradeLike {
+  readonly id?: Str;
+  readonly symbol?: Str;
+  readonly timestamp?: Num;
+  readonly price?: Num;
+  readonly amount?: Num;
+  readonly side?: Str;
+}
+
+export interface CcxtTickerLike {
+  readonly symbol?: Str;
+  readonly timestamp?: Num;
+  readonly bid?: Num;
+  readonly bidVolume?: Num;
+  readonly ask?: Num;
+  readonly askVolume?: Num;
+  readonly last?: Num;
+  readonly open?: Num;
+  readonly high?: Num;
+  readonly low?: Num;
+  readonly baseVolume?: Num;
+  readonly quoteVolume?: Num;
+  readonly percentage?: Num;
+}
+
+export interface CcxtOrderBookLike {
+  readonly symbol?: Str;
+  readonly timestamp?: Num;
+  readonly nonce?: Num;
+  readonly bids: readonly (readonly Num[])[];
+  readonly asks: readonly (readonly Num[])[];
+}
+
+/** An exchange message that does not map to a valid domain event. */
+export class NormalizationError extends ValidationError {}
+
+const orNull = (v: Num): number | null => (v === undefined || v === null || Number.isNaN(v) ? null : v);
+
+/** ccxt trade -> Trade. ccxt's `side` on public trades is the taker side. */
+export function normalizeTrade(exchange: string, t: CcxtTradeLike, localTs: number): Trade {
+  return check(TradeSchema, 'trade', exchange, {
+    type: 'trade',
+    exchange,
+    symbol: t.symbol,
+    id: t.id ?? undefined,
+    ts: t.timestamp,
+    localTs,
+    price: t.price,
+    amount: t.amount,
+    side: t.side,
+  });
+}
+
+/**
+ * ccxt ticker -> Ticker. Where the exchange sends no time (some do not on tickers) the receipt
+ * time stands in for it; every other missing figure stays null rather than being invented.
+ */
+export function normalizeTicker(exchange: string, t: CcxtTickerLike, localTs: number): Ticker {
+  return check(TickerSchema, 'ticker', exchange, {
+    type: 'ticker',
+    exchange,
+    symbol: t.symbol,
+    ts: t.timestamp ?? localTs,
+    localTs,
+    bid: orNull(t.bid),
+    bidSize: orNull(t.bidVolume),
+    ask: orNull(t.ask),
+    askSize: orNull(t.askVolume),
+    last: orNull(t.last),
+    open24h: orNull(t.open),
+    high24h: orNull(t.high),
+    low24h: orNull(t.low),
+    baseVolume24h: orNull(t.baseVolume),
+    quoteVolume24h: orNull(t.quoteVolume),
+    change24hPct: orNull(t.percentage),
+  });
+}
+
+/** ccxt order book -> top-`depth` snapshot; `nonce` (the exchange's update id) becomes `seq`. */
+export function normalizeOrderBook(exchange: string, ob: CcxtOrderBookLike, depth: number, localTs: number): OrderBook {
+  const levels = (side: readonly (readonly Num[])[]) => side.slice(0, depth).map((l) => [l[0], l[1]] as const);
+  return check(OrderBookSchema, 'order book', exchange, {
+    type: 'book',
+    exchange,
+    symbol: ob.symbol,
+    ts: ob.timestamp ?? localTs,
+    localTs,
+    seq: orNull(ob.nonce),
+    depth,
+    bids: levels(ob.bids),
+    asks: levels(ob.asks),
+  });
+}
+
+function check<T>(schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: { path: PropertyKey[]; message: string }[] } } }, what: string, exchange: string, value: unknown): T {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issues = parsed.error.issues.map((i) => `${i.path.map(String).join('.')}: ${i.message}`);
+  throw new NormalizationError(`${exchange} ${what} is not valid: ${formatIssues(parsed.error.issues)}`, issues);
+}

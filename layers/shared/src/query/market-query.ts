@@ -1,0 +1,235 @@
+import { PlatformError } from '../domain/errors.js';
+import type { Candle, OrderBook, Ticker, Timeframe, Trade } from '../domain/index.js';
+import { bucketStart, timeframeMs } from '../domain/index.js';
+import type { Channel, Clock, FeedCoverage, MarketReader, StoredCandle } from '../ports/index.js';
+import { decodeCursor, encodeCursor } from './cursor.js';
+
+/** Exchange or symbol the store holds no data for; carries what it does hold. */
+export class UnknownMarketError extends PlatformError {
+  constructor(
+    message: string,
+    readonly known: readonly string[],
+  ) {
+    super(message);
+  }
+}
+
+export interface QueryLimits {
+  readonly defaultLimit: number;
+  readonly maxLimit: number;
+  /** a candle whose bucket ended this long ago is closed even if no later trade arrived */
+  readonly closeAfterMs: number;
+}
+
+export const DEFAULT_QUERY_LIMITS: QueryLimits = { defaultLimit: 100, maxLimit: 1000, closeAfterMs: 60_000 };
+
+/** Age of the newest data behind an answer. */
+export interface Freshness {
+  /** server time of the answer (ms epoch) */
+  readonly asOf: number;
+  /** exchange time of the newest item held for this market/channel, null when none */
+  readonly newestTs: number | null;
+  /** asOf - newestTs, null when nothing is held */
+  readonly ageMs: number | null;
+}
+
+export interface ChannelCoverage {
+  readonly firstTs: number;
+  readonly lastTs: number;
+  readonly ageMs: number;
+  readonly events: number;
+}
+
+export interface MarketSummary {
+  readonly exchange: string;
+  readonly symbol: string;
+  readonly channels: Partial<Record<Channel, ChannelCoverage>>;
+}
+
+export interface MarketsPage {
+  readonly markets: readonly MarketSummary[];
+  readonly total: number;
+  readonly nextCursor: string | null;
+  readonly asOf: number;
+}
+
+export interface TradesPage {
+  /** always oldest first */
+  readonly trades: readonly Trade[];
+  /** continues in the same direction: newer trades when `since` was given, older ones otherwise */
+  readonly nextCursor: string | null;
+  readonly freshness: Freshness;
+}
+
+export type CandleView = Omit<Candle, 'type' | 'source'> & Pick<StoredCandle, 'trades' | 'source'>;
+
+export interface CandlesPage {
+  /** always oldest first */
+  readonly candles: readonly CandleView[];
+  readonly nextCursor: string | null;
+  readonly freshness: Freshness;
+}
+
+export interface TradesRequest {
+  readonly exchange: string;
+  readonly symbol: string;
+  readonly since?: number;
+  readonly until?: number;
+  readonly limit?: number;
+  readonly cursor?: string;
+}
+
+export interface CandlesRequest extends TradesRequest {
+  readonly timeframe: Timeframe;
+}
+
+/** The one read API agents go through: bounded answers that state how fresh they are. */
+export class MarketQueryService {
+  private readonly limits: QueryLimits;
+
+  constructor(
+    private readonly reader: MarketReader,
+    private readonly clock: Clock,
+    limits: Partial<QueryLimits> = {},
+  ) {
+    this.limits = { ...DEFAULT_QUERY_LIMITS, ...limits };
+  }
+
+  /** Markets held, with each channel's range and age; optionally one exchange only. */
+  async listMarkets(req: { exchange?: string; limit?: number; cursor?: string } = {}): Promise<MarketsPage> {
+    const feeds = await this.reader.listFeeds();
+    const now = this.clock.now();
+    if (req.exchange !== undefined && !feeds.some((f) => f.exchange === req.exchange)) {
+      throw this.unknownExchange(req.exchange, feeds);
+    }
+    const byMarket = new Map<string, { exchange: string; symbol: string; channels: Partial<Record<Channel, ChannelCoverage>> }>();
+    for (const f of feeds) {
+      if (req.exchange !== undefined && f.exchange !== req.exchange) continue;
+      const key = `${f.exchange}|${f.symbol}`;
+      const market = byMarket.get(key) ?? { exchange: f.exchange, symbol: f.symbol, channels: {} };
+      market.channels[f.channel] = { firstTs: f.firstTs, lastTs: f.lastTs, ageMs: Math.max(0, now - f.lastTs), events: f.events };
+      byMarket.set(key, market);
+    }
+    const all = [...byMarket.values()];
+    const offset = req.cursor ? decodeCursor(req.cursor, 'markets').offset : 0;
+    const limit = this.limit(req.limit);
+    const markets = all.slice(offset, offset + limit);
+    const next = offset + markets.length;
+    return {
+      markets,
+      total: all.length,
+      nextCursor: next < all.length ? encodeCursor('markets', { offset: next }) : null,
+      asOf: now,
+    };
+  }
+
+  /** Latest ticker of one market. */
+  async getTicker(exchange: string, symbol: string): Promise<{ ticker: Ticker | null; freshness: Freshness }> {
+    const feed = await this.requireMarket(exchange, symbol);
+    const ticker = await this.reader.latestTicker(exchange, symbol);
+    return { ticker, freshness: this.freshness(feed('tickers')?.lastTs ?? ticker?.ts ?? null) };
+  }
+
+  /** Latest stored order book snapshot of one market. */
+  async getOrderBook(exchange: string, symbol: string): Promise<{ book: OrderBook | null; freshness: Freshness }> {
+    const feed = await this.requireMarket(exchange, symbol);
+    const book = await this.reader.latestBook(exchange, symbol);
+    return { book, freshness: this.freshness(feed('books')?.lastTs ?? book?.ts ?? null) };
+  }
+
+  /** Trades of one market: from `since` forward, or else the most recent ones, paged by cursor. */
+  async getTrades(req: TradesRequest): Promise<TradesPage> {
+    const feed = await this.requireMarket(req.exchange, req.symbol);
+    const limit = this.limit(req.limit);
+    const cursor = req.cursor ? decodeCursor(req.cursor, 'trades') : undefined;
+    const newestFirst = cursor ? cursor.newestFirst : req.since === undefined;
+    const rows = await this.reader.trades({
+      exchange: req.exchange,
+      symbol: req.symbol,
+      ...(req.since !== undefined && { since: req.since }),
+      ...(req.until !== undefined && { until: req.until }),
+      ...(cursor && { after: { ts: cursor.ts, id: cursor.id } }),
+      newestFirst,
+      limit: limit + 1,
+    });
+    const page = rows.slice(0, limit);
+    const edge = page.at(-1);
+    const nextCursor =
+      rows.length > limit && edge ? encodeCursor('trades', { ts: edge.ts, id: edge.id, newestFirst }) : null;
+    return {
+      trades: newestFirst ? [...page].reverse() : page,
+      nextCursor,
+      freshness: this.freshness(feed('trades')?.lastTs ?? null),
+    };
+  }
+
+  /** Candles of any supported timeframe (rolled up from 1m), each marked closed or forming. */
+  async getCandles(req: CandlesRequest): Promise<CandlesPage> {
+    const feed = await this.requireMarket(req.exchange, req.symbol);
+    const limit = this.limit(req.limit);
+    const size = timeframeMs(req.timeframe);
+    const cursor = req.cursor ? decodeCursor(req.cursor, 'candles') : undefined;
+    const newestFirst = cursor ? cursor.newestFirst : req.since === undefined;
+    let since = req.since;
+    let until = req.until;
+    if (cursor) {
+      if (newestFirst) until = cursor.ts;
+      else since = cursor.ts + size;
+    }
+    const rows = await this.reader.candles({
+      exchange: req.exchange,
+      symbol: req.symbol,
+      timeframe: req.timeframe,
+      ...(since !== undefined && { since }),
+      ...(until !== undefined && { until }),
+      newestFirst,
+      limit: limit + 1,
+    });
+    const page = rows.slice(0, limit);
+    const edge = page.at(-1);
+    const now = this.clock.now();
+    const lastTradeTs = feed('trades')?.lastTs ?? -Infinity;
+    const candles: CandleView[] = page.map((c) => {
+      const end = bucketStart(c.ts, req.timeframe) + size;
+      // closed once trades past its end have arrived (per-market order holds), or long after its end
+      const closed = end <= lastTradeTs || end <= now - this.limits.closeAfterMs;
+      return { ...c, closed };
+    });
+    return {
+      candles: newestFirst ? candles.reverse() : candles,
+      nextCursor: rows.length > limit && edge ? encodeCursor('candles', { ts: edge.ts, newestFirst }) : null,
+      freshness: this.freshness(newestOf(feed('trades')?.lastTs, feed('candles')?.lastTs)),
+    };
+  }
+
+  private limit(requested: number | undefined): number {
+    return Math.min(Math.max(1, Math.floor(requested ?? this.limits.defaultLimit)), this.limits.maxLimit);
+  }
+
+  private freshness(newestTs: number | null): Freshness {
+    const asOf = this.clock.now();
+    return { asOf, newestTs, ageMs: newestTs === null ? null : Math.max(0, asOf - newestTs) };
+  }
+
+  /** Throws UnknownMarketError unless the store holds the market; returns its feeds by channel. */
+  private async requireMarket(exchange: string, symbol: string): Promise<(channel: Channel) => FeedCoverage | undefined> {
+    const feeds = await this.reader.listFeeds();
+    const ofExchange = feeds.filter((f) => f.exchange === exchange);
+    if (ofExchange.length === 0) throw this.unknownExchange(exchange, feeds);
+    const ofMarket = ofExchange.filter((f) => f.symbol === symbol);
+    if (ofMarket.length === 0) {
+      const symbols = [...new Set(ofExchange.map((f) => f.symbol))];
+      throw new UnknownMarketError(`no data for symbol '${symbol}' on ${exchange}`, symbols);
+    }
+    return (channel) => ofMarket.find((f) => f.channel === channel);
+  }
+
+  private unknownExchange(exchange: string, feeds: readonly FeedCoverage[]): UnknownMarketError {
+    return new UnknownMarketError(`no data for exchange '${exchange}'`, [...new Set(feeds.map((f) => f.exchange))]);
+  }
+}
+
+function newestOf(...values: (number | undefined)[]): number | null {
+  const present = values.filter((v): v is number => v !== undefined);
+  return present.length ? Math.max(...present) : null;
+}

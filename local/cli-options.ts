@@ -1,0 +1,132 @@
+import { parseArgs } from 'node:util';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { ConfigError } from '../layers/shared/src/domain/errors.js';
+import { ExchangeIdSchema, SymbolSchema, formatIssues } from '../layers/shared/src/domain/index.js';
+
+export const USAGE = `Usage: npm start -- [options]
+
+Runs the whole platform in one process: collector, in-process stream, timescale-writer,
+embedded Postgres (PGlite) and the MCP server.
+
+Options (each also readable from the environment variable in brackets):
+  --source live|sim        live: real exchanges through ccxt.pro; sim: the simulated exchange,
+                           fully offline                                   [SOURCE] (live)
+  --markets SPEC           exchanges and symbols, e.g.
+                           "binance:BTC/USDT,ETH/USDT;kraken:BTC/USD"      [MARKETS]
+                           (live: binance, coinbase and kraken BTC and ETH; sim: binance
+                           BTC/USDT, ETH/USDT, SOL/USDT)
+  --host HOST              MCP server address                             [MCP_HOST] (127.0.0.1)
+  --port PORT              MCP server port, 0 for any free one           [MCP_PORT] (8787)
+  --data-dir DIR           database, dev JWT secret                       [DATA_DIR] (./.data)
+  --stdio                  serve MCP on stdin/stdout instead of HTTP (desktop clients);
+                           everything else goes to stderr
+  --status-interval SEC    seconds between status lines, 0 for none      [STATUS_INTERVAL] (5)
+  --sim-seed N             simulator seed                                 [SIM_SEED] (42)
+  --sim-tps N              simulated trades per second per symbol         [SIM_TPS] (5)
+  --log-level LEVEL        debug|info|warn|error                          [LOG_LEVEL] (warn)
+  -h, --help               this text
+`;
+
+const DEFAULT_MARKETS = {
+  live: 'binance:BTC/USDT,ETH/USDT;coinbase:BTC/USD,ETH/USD;kraken:BTC/USD,ETH/USD',
+  sim: 'binance:BTC/USDT,ETH/USDT,SOL/USDT',
+} as const;
+
+const int = (name: string, min: number, max: number) =>
+  z.coerce
+    .number({ error: `${name} must be a number` })
+    .int(`${name} must be a whole number`)
+    .min(min, `${name} must be at least ${min}`)
+    .max(max, `${name} must be at most ${max}`);
+
+const OptionsSchema = z.object({
+  source: z.enum(['live', 'sim'], { error: '--source must be live or sim' }),
+  markets: z.string().optional(),
+  host: z.string().min(1),
+  port: int('--port', 0, 65535),
+  dataDir: z.string().min(1),
+  stdio: z.boolean(),
+  statusInterval: int('--status-interval', 0, 3600),
+  simSeed: int('--sim-seed', 0, 2 ** 31 - 1),
+  simTps: int('--sim-tps', 1, 1000),
+  logLevel: z.enum(['debug', 'info', 'warn', 'error'], { error: '--log-level must be debug, info, warn or error' }),
+});
+
+export interface LocalOptions extends Omit<z.infer<typeof OptionsSchema>, 'markets'> {
+  /** exchange id -> ccxt unified symbols */
+  readonly markets: ReadonlyMap<string, readonly string[]>;
+  readonly help: boolean;
+}
+
+/** Parses the local runner's flags and environment; throws ConfigError naming the bad one. */
+export function parseLocalOptions(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): LocalOptions {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        source: { type: 'string' },
+        markets: { type: 'string' },
+        host: { type: 'string' },
+        port: { type: 'string' },
+        'data-dir': { type: 'string' },
+        stdio: { type: 'boolean' },
+        'status-interval': { type: 'string' },
+        'sim-seed': { type: 'string' },
+        'sim-tps': { type: 'string' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    throw new ConfigError(`${(error as Error).message}\n\n${USAGE}`, { cause: error });
+  }
+  const parsed = OptionsSchema.safeParse({
+    source: values.source ?? env.SOURCE ?? 'live',
+    markets: values.markets ?? env.MARKETS,
+    host: values.host ?? env.MCP_HOST ?? '127.0.0.1',
+    port: values.port ?? env.MCP_PORT ?? 8787,
+    dataDir: values['data-dir'] ?? env.DATA_DIR ?? '.data',
+    stdio: values.stdio ?? false,
+    statusInterval: values['status-interval'] ?? env.STATUS_INTERVAL ?? 5,
+    simSeed: values['sim-seed'] ?? env.SIM_SEED ?? 42,
+    simTps: values['sim-tps'] ?? env.SIM_TPS ?? 5,
+    logLevel: values['log-level'] ?? env.LOG_LEVEL ?? 'warn',
+  });
+  if (!parsed.success) throw new ConfigError(`invalid option: ${formatIssues(parsed.error.issues)}`);
+  const o = parsed.data;
+  return {
+    ...o,
+    dataDir: resolve(o.dataDir),
+    markets: parseMarkets(o.markets ?? DEFAULT_MARKETS[o.source]),
+    help: values.help === true,
+  };
+}
+
+/** `exchange:SYM,SYM;exchange:SYM` -> map; every id and symbol validated. */
+export function parseMarkets(spec: string): Map<string, string[]> {
+  const markets = new Map<string, string[]>();
+  for (const part of spec.split(';').map((s) => s.trim()).filter(Boolean)) {
+    const colon = part.indexOf(':');
+    if (colon < 0) throw new ConfigError(`--markets: '${part}' should look like exchange:BASE/QUOTE,BASE/QUOTE`);
+    const exchange = part.slice(0, colon).trim();
+    if (!ExchangeIdSchema.safeParse(exchange).success) throw new ConfigError(`--markets: '${exchange}' is not a ccxt exchange id`);
+    const symbols = part
+      .slice(colon + 1)
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+    if (symbols.length === 0) throw new ConfigError(`--markets: no symbols for ${exchange}`);
+    for (const s of symbols) {
+      if (!SymbolSchema.safeParse(s).success) {
+        throw new ConfigError(`--markets: '${s}' is not a ccxt unified symbol (e.g. BTC/USDT)`);
+      }
+    }
+    markets.set(exchange, [...new Set([...(markets.get(exchange) ?? []), ...symbols])]);
+  }
+  if (markets.size === 0) throw new ConfigError('--markets: no markets given');
+  return markets;
+}

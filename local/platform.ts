@@ -1,0 +1,209 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { connectExchanges, type ConnectedExchange } from '../layers/shared/src/adapters/exchange/ccxt-pro-exchanges.js';
+import { applyEndpointOverride } from '../layers/shared/src/adapters/exchange/endpoint-overrides.js';
+import { runMigrations, type MigrationReport } from '../layers/shared/src/adapters/stores/migrations.js';
+import { openPglite } from '../layers/shared/src/adapters/stores/pglite-client.js';
+import { PostgresMarketStore } from '../layers/shared/src/adapters/stores/postgres-market-store.js';
+import { MemoryStream } from '../layers/shared/src/adapters/stream/memory-stream-bus.js';
+import { EventBatcher, type BatcherCounter } from '../layers/shared/src/collector/event-batcher.js';
+import { MarketCollector, type CollectorCounter } from '../layers/shared/src/collector/market-collector.js';
+import type { StoreWriterCounter } from '../layers/shared/src/consumers/store-writer.js';
+import { createTimescaleWriterHandler } from '../layers/shared/src/consumers/timescale-writer.js';
+import { createJwtVerifier, issueDevToken, loadOrCreateDevSecret } from '../layers/shared/src/mcp/auth.js';
+import { startMcpHttpServer } from '../layers/shared/src/mcp/http.js';
+import { buildServer } from '../layers/shared/src/mcp/server.js';
+import { serveStdio } from '../layers/shared/src/mcp/stdio.js';
+import { Counters } from '../layers/shared/src/observability/counters.js';
+import type { Logger } from '../layers/shared/src/observability/logger.js';
+import { systemClock } from '../layers/shared/src/ports/index.js';
+import { MarketQueryService } from '../layers/shared/src/query/market-query.js';
+import { KinesisEventSource } from './runner/kinesis-event-source.js';
+import { startSimulatedExchange, type SimulatedExchange } from './sim/server.js';
+
+export const PLATFORM_VERSION = '0.1.0';
+const DEV_ISSUER = 'qicore-local';
+const DEV_AUDIENCE = 'qicore-mcp';
+
+export interface LocalPlatformOptions {
+  readonly source: 'live' | 'sim';
+  readonly markets: ReadonlyMap<string, readonly string[]>;
+  readonly dataDir: string;
+  readonly host: string;
+  readonly port: number;
+  /** serve MCP on stdio instead of HTTP */
+  readonly stdio: boolean;
+  readonly simSeed: number;
+  readonly simTps: number;
+  readonly logger: Logger;
+  /** in-memory database instead of one persisted under dataDir (tests) */
+  readonly ephemeral?: boolean;
+  /** stored book snapshots at most this often per market */
+  readonly bookIntervalMs?: number;
+}
+
+export interface StatusFigures {
+  readonly feedsLive: number;
+  readonly feedsTotal: number;
+  readonly messages: number;
+  readonly rowsStored: number;
+  readonly backlog: number;
+  readonly pendingPublish: number;
+  readonly lagMs: number | null;
+  readonly deadLettered: number;
+  readonly rejected: number;
+}
+
+export interface LocalPlatform {
+  /** http://host:port/mcp, null in stdio mode */
+  readonly mcpUrl: string | null;
+  /** development bearer token for the MCP endpoint (never logged) */
+  readonly devToken: string;
+  readonly migrations: MigrationReport;
+  readonly sim: SimulatedExchange | null;
+  readonly store: PostgresMarketStore;
+  readonly exchanges: readonly ConnectedExchange[];
+  status(): StatusFigures;
+  /** Waits until the stream has been written to the store (tests, shutdown). */
+  drain(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Starts the whole platform in one process: collector, in-process stream, writer, PGlite, MCP. */
+export async function startLocalPlatform(options: LocalPlatformOptions): Promise<LocalPlatform> {
+  const { logger } = options;
+  const cleanup: (() => Promise<unknown>)[] = [];
+  const stopAll = async () => {
+    for (const fn of cleanup.reverse()) await fn().catch((error: unknown) => logger.error('shutdown step failed', { error }));
+    cleanup.length = 0;
+  };
+  try {
+    await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+    const db = await openPglite(options.ephemeral ? undefined : join(options.dataDir, 'pgdata'));
+    const store = new PostgresMarketStore(db);
+    cleanup.push(() => store.close());
+    const migrations = await runMigrations(db);
+
+    const stream = new MemoryStream();
+    cleanup.push(() => stream.close());
+    const writerCounters = new Counters<StoreWriterCounter>();
+    let lagMs: number | null = null;
+    const handler = createTimescaleWriterHandler({
+      writer: store,
+      logger: logger.child({ fn: 'timescale-writer' }),
+      counters: writerCounters,
+      source: 'timescale-writer',
+      onWritten: (events) => {
+        let newest = 0;
+        for (const e of events) if (e.type !== 'candle' && e.localTs > newest) newest = e.localTs;
+        if (newest > 0) lagMs = Math.max(0, Date.now() - newest);
+      },
+    });
+    const eventSource = new KinesisEventSource({
+      subscription: stream.subscribe(),
+      handler,
+      logger,
+      onExhausted: async (records, reason) => {
+        for (const r of records) {
+          await store.writeDeadLetter({
+            source: 'local-event-source',
+            errorName: 'RetriesExhaustedError',
+            reason,
+            payload: Buffer.from(r.data).toString('base64'),
+            partitionKey: r.partitionKey,
+            sequenceNumber: r.sequenceNumber,
+          });
+        }
+      },
+    });
+    eventSource.start();
+    cleanup.push(async () => {
+      await eventSource.stop();
+      await eventSource.drain();
+    });
+
+    let sim: SimulatedExchange | null = null;
+    if (options.source === 'sim') {
+      const symbols = [...new Set([...options.markets.values()].flat())];
+      sim = await startSimulatedExchange({ seed: options.simSeed, tradesPerSecond: options.simTps, symbols });
+      const simRef = sim;
+      cleanup.push(() => simRef.close());
+    }
+    const exchanges = await connectExchanges(options.markets, {
+      logger,
+      timeoutMs: 10_000,
+      ...(sim && { configure: (exchange) => applyEndpointOverride(exchange, { rest: sim.httpUrl, ws: sim.wsUrl }) }),
+    });
+
+    const batcherCounters = new Counters<BatcherCounter>();
+    const collectorCounters = new Counters<CollectorCounter>();
+    const batcher = new EventBatcher({ bus: stream, logger, counters: batcherCounters });
+    const collector = new MarketCollector({
+      targets: exchanges.map((c) => ({ exchange: c.exchange, symbols: c.symbols })),
+      batcher,
+      logger,
+      counters: collectorCounters,
+      clock: systemClock,
+      ...(options.bookIntervalMs !== undefined && { bookIntervalMs: options.bookIntervalMs }),
+    });
+    collector.start();
+    cleanup.push(() => collector.stop());
+
+    const query = new MarketQueryService(store, systemClock);
+    const secret = await loadOrCreateDevSecret(options.dataDir);
+    const devToken = await issueDevToken(secret, {
+      subject: 'local-dev',
+      scopes: ['market:read'],
+      ttlSeconds: 7 * 24 * 3600,
+      issuer: DEV_ISSUER,
+      audience: DEV_AUDIENCE,
+    });
+    let mcpUrl: string | null = null;
+    if (options.stdio) {
+      await serveStdio(buildServer({ query, version: PLATFORM_VERSION }));
+    } else {
+      const http = await startMcpHttpServer({
+        host: options.host,
+        port: options.port,
+        buildServer: () => buildServer({ query, version: PLATFORM_VERSION }),
+        verifier: createJwtVerifier({ secret, issuer: DEV_ISSUER, audience: DEV_AUDIENCE }),
+      });
+      mcpUrl = http.url;
+      // the HTTP server goes first so no request reaches a closed store
+      cleanup.push(() => http.close());
+    }
+
+    return {
+      mcpUrl,
+      devToken,
+      migrations,
+      sim,
+      store,
+      exchanges,
+      status: () => {
+        const now = Date.now();
+        const w = writerCounters;
+        return {
+          feedsLive: collector.feeds.filter((f) => f.lastMessageAt !== null && now - f.lastMessageAt < 30_000).length,
+          feedsTotal: collector.feeds.length,
+          messages: collectorCounters.get('messages'),
+          rowsStored: w.get('trades_written') + w.get('tickers_written') + w.get('books_written') + w.get('candles_written'),
+          backlog: stream.backlog,
+          pendingPublish: batcher.pending,
+          lagMs,
+          deadLettered: w.get('dead_lettered'),
+          rejected: collectorCounters.get('rejected'),
+        };
+      },
+      drain: async () => {
+        await batcher.flush();
+        const deadline = Date.now() + 10_000;
+        while (stream.backlog > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      },
+      stop: stopAll,
+    };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}

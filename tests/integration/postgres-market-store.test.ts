@@ -1,0 +1,113 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runMigrations } from '../../layers/shared/src/adapters/stores/migrations.js';
+import { openPglite } from '../../layers/shared/src/adapters/stores/pglite-client.js';
+import { PostgresMarketStore } from '../../layers/shared/src/adapters/stores/postgres-market-store.js';
+import type { SqlClient } from '../../layers/shared/src/adapters/stores/sql-client.js';
+import { T0, book, candle, ticker, trade } from '../fixtures/events.js';
+
+const MIN = 60_000;
+
+describe('PostgresMarketStore on PGlite', () => {
+  let db: SqlClient;
+  let store: PostgresMarketStore;
+
+  beforeAll(async () => {
+    db = await openPglite();
+    const report = await runMigrations(db);
+    expect(report.path).toBe('postgres');
+    expect(report.applied.length).toBeGreaterThan(0);
+    store = new PostgresMarketStore(db);
+  });
+  afterAll(() => store.close());
+
+  it('re-running migrations applies nothing', async () => {
+    const again = await runMigrations(db);
+    expect(again.applied).toEqual([]);
+    expect(again.alreadyApplied).toBeGreaterThan(0);
+  });
+
+  it('stores trades once however often a batch is replayed, and builds 1m candles from them', async () => {
+    const batch = [
+      trade({ id: '9', ts: T0 + 1_000, price: 100, amount: 1, side: 'buy' }),
+      trade({ id: '10', ts: T0 + 1_000, price: 103, amount: 2, side: 'sell' }),
+      trade({ id: '11', ts: T0 + 30_000, price: 98, amount: 0.5 }),
+      trade({ id: '12', ts: T0 + MIN + 10, price: 101, amount: 4 }),
+    ];
+    const first = await store.writeEvents(batch);
+    expect(first.trades).toBe(4);
+    const replay = await store.writeEvents([...batch].reverse());
+    expect(replay.trades).toBe(0);
+
+    const stored = await store.trades({ exchange: 'binance', symbol: 'BTC/USDT', limit: 100 });
+    // numeric ids order numerically inside one millisecond
+    expect(stored.map((t) => t.id)).toEqual(['9', '10', '11', '12']);
+    expect(stored[1]).toEqual({ ...batch[1] });
+
+    const candles = await store.candles({ exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1m', limit: 10 });
+    expect(candles).toEqual([
+      { exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1m', ts: T0, open: 100, high: 103, low: 98, close: 98, volume: 3.5, trades: 3, source: 'trades' },
+      { exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1m', ts: T0 + MIN, open: 101, high: 101, low: 101, close: 101, volume: 4, trades: 1, source: 'trades' },
+    ]);
+    const hourly = await store.candles({ exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1h', limit: 10 });
+    expect(hourly).toEqual([
+      { exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1h', ts: T0, open: 100, high: 103, low: 98, close: 101, volume: 7.5, trades: 4, source: 'trades' },
+    ]);
+  });
+
+  it('a late trade rebuilds its minute instead of being added twice', async () => {
+    await store.writeEvents([trade({ id: '8', ts: T0, price: 97, amount: 1 })]);
+    await store.writeEvents([trade({ id: '8', ts: T0, price: 97, amount: 1 })]);
+    const [first] = await store.candles({ exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1m', limit: 1 });
+    expect(first).toMatchObject({ open: 97, low: 97, volume: 4.5, trades: 4 });
+  });
+
+  it('pages trades with a keyset cursor in both directions', async () => {
+    const q = { exchange: 'binance', symbol: 'BTC/USDT' } as const;
+    const page1 = await store.trades({ ...q, limit: 2 });
+    const last = page1.at(-1)!;
+    const page2 = await store.trades({ ...q, limit: 10, after: { ts: last.ts, id: last.id } });
+    expect([...page1, ...page2].map((t) => t.id)).toEqual(['8', '9', '10', '11', '12']);
+    const newest = await store.trades({ ...q, limit: 2, newestFirst: true });
+    expect(newest.map((t) => t.id)).toEqual(['12', '11']);
+    const older = await store.trades({ ...q, limit: 2, newestFirst: true, after: { ts: newest[1]!.ts, id: newest[1]!.id } });
+    expect(older.map((t) => t.id)).toEqual(['10', '9']);
+    const ranged = await store.trades({ ...q, limit: 10, since: T0 + 1_000, until: T0 + 30_000 });
+    expect(ranged.map((t) => t.id)).toEqual(['9', '10']);
+  });
+
+  it('keeps tickers, books and exchange candles, and lists what it holds', async () => {
+    await store.writeEvents([ticker({ ts: T0 + 5_000, last: 103 }), ticker({ ts: T0 + 6_000, last: 104 }), book()]);
+    expect((await store.latestTicker('binance', 'BTC/USDT'))?.last).toBe(104);
+    expect(await store.latestBook('binance', 'BTC/USDT')).toEqual(book());
+    expect(await store.latestTicker('binance', 'ETH/USDT')).toBeNull();
+
+    // an exchange candle for a minute that also has collected trades is held but not blended
+    await store.writeEvents([candle({ ts: T0, open: 1, high: 1, low: 1, close: 1 }), candle({ ts: T0 + 2 * MIN })]);
+    const candles = await store.candles({ exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1m', limit: 10 });
+    expect(candles.map((c) => [c.ts - T0, c.source])).toEqual([
+      [0, 'trades'],
+      [MIN, 'trades'],
+      [2 * MIN, 'exchange'],
+    ]);
+    const [fiveMin] = await store.candles({ exchange: 'binance', symbol: 'BTC/USDT', timeframe: '5m', limit: 1 });
+    expect(fiveMin?.source).toBe('mixed');
+
+    const feeds = await store.listFeeds();
+    const tradesFeed = feeds.find((f) => f.channel === 'trades');
+    expect(tradesFeed).toMatchObject({ exchange: 'binance', symbol: 'BTC/USDT', firstTs: T0, lastTs: T0 + MIN + 10 });
+    expect(feeds.map((f) => f.channel).sort()).toEqual(['books', 'candles', 'tickers', 'trades']);
+  });
+
+  it('keeps dead letters with payload and reason', async () => {
+    await store.writeDeadLetter({
+      source: 'test',
+      reason: 'bad json',
+      errorName: 'RecordDecodeError',
+      payload: '{nope',
+      partitionKey: 'binance:BTC/USDT',
+      sequenceNumber: '7',
+    });
+    const { rows } = await db.query<{ reason: string; payload: string }>('SELECT reason, payload FROM dead_letters');
+    expect(rows).toEqual([{ reason: 'bad json', payload: '{nope' }]);
+  });
+});
