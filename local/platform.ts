@@ -1,16 +1,21 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { connectExchanges, type ConnectedExchange } from '../layers/shared/src/adapters/exchange/ccxt-pro-exchanges.js';
+import type { ConnectedExchange } from '../layers/shared/src/adapters/exchange/ccxt-pro-exchanges.js';
 import { applyEndpointOverride } from '../layers/shared/src/adapters/exchange/endpoint-overrides.js';
 import { runMigrations, type MigrationReport } from '../layers/shared/src/adapters/stores/migrations.js';
 import { openPglite } from '../layers/shared/src/adapters/stores/pglite-client.js';
 import { PostgresMarketStore } from '../layers/shared/src/adapters/stores/postgres-market-store.js';
 import { MemoryStream } from '../layers/shared/src/adapters/stream/memory-stream-bus.js';
-import { EventBatcher, type BatcherCounter } from '../layers/shared/src/collector/event-batcher.js';
-import { MarketCollector, type CollectorCounter } from '../layers/shared/src/collector/market-collector.js';
+import { startCollectorService } from '../layers/shared/src/collector/collector-service.js';
 import type { StoreWriterCounter } from '../layers/shared/src/consumers/store-writer.js';
 import { createTimescaleWriterHandler } from '../layers/shared/src/consumers/timescale-writer.js';
-import { createJwtVerifier, issueDevToken, loadOrCreateDevSecret } from '../layers/shared/src/mcp/auth.js';
+import {
+  DEV_TOKEN_AUDIENCE,
+  DEV_TOKEN_ISSUER,
+  createJwtVerifier,
+  issueDevToken,
+  loadOrCreateDevSecret,
+} from '../layers/shared/src/mcp/auth.js';
 import { startMcpHttpServer } from '../layers/shared/src/mcp/http.js';
 import { buildServer } from '../layers/shared/src/mcp/server.js';
 import { serveStdio } from '../layers/shared/src/mcp/stdio.js';
@@ -22,8 +27,6 @@ import { KinesisEventSource } from './runner/kinesis-event-source.js';
 import { startSimulatedExchange, type SimulatedExchange } from './sim/server.js';
 
 export const PLATFORM_VERSION = '0.1.0';
-const DEV_ISSUER = 'qicore-local';
-const DEV_AUDIENCE = 'qicore-mcp';
 
 export interface LocalPlatformOptions {
   readonly source: 'live' | 'sim';
@@ -125,29 +128,27 @@ export async function startLocalPlatform(options: LocalPlatformOptions): Promise
     let sim: SimulatedExchange | null = null;
     if (options.source === 'sim') {
       const symbols = [...new Set([...options.markets.values()].flat())];
-      sim = await startSimulatedExchange({ seed: options.simSeed, tradesPerSecond: options.simTps, symbols });
+      // the market opens once the collector listens, so every trade it prints is collected
+      sim = await startSimulatedExchange({ seed: options.simSeed, tradesPerSecond: options.simTps, symbols, autoRun: false });
       const simRef = sim;
       cleanup.push(() => simRef.close());
     }
-    const exchanges = await connectExchanges(options.markets, {
+    const collection = await startCollectorService({
+      markets: options.markets,
+      bus: stream,
       logger,
-      timeoutMs: 10_000,
-      ...(sim && { configure: (exchange) => applyEndpointOverride(exchange, { rest: sim.httpUrl, ws: sim.wsUrl }) }),
-    });
-
-    const batcherCounters = new Counters<BatcherCounter>();
-    const collectorCounters = new Counters<CollectorCounter>();
-    const batcher = new EventBatcher({ bus: stream, logger, counters: batcherCounters });
-    const collector = new MarketCollector({
-      targets: exchanges.map((c) => ({ exchange: c.exchange, symbols: c.symbols })),
-      batcher,
-      logger,
-      counters: collectorCounters,
       clock: systemClock,
+      ...(sim && { configure: (exchange) => applyEndpointOverride(exchange, { rest: sim.httpUrl, ws: sim.wsUrl }) }),
       ...(options.bookIntervalMs !== undefined && { bookIntervalMs: options.bookIntervalMs }),
     });
-    collector.start();
-    cleanup.push(() => collector.stop());
+    cleanup.push(() => collection.stop());
+    if (sim) {
+      const streams = collection.exchanges.flatMap((c) => c.symbols.map((s) => `${s.replace('/', '').toLowerCase()}@trade`));
+      await sim.waitForStreams(streams, { timeoutMs: 15_000 });
+      sim.market.start();
+    }
+    const { collector, batcher } = collection;
+    const collectorCounters = collection.counters.collector;
 
     const query = new MarketQueryService(store, systemClock);
     const secret = await loadOrCreateDevSecret(options.dataDir);
@@ -155,18 +156,20 @@ export async function startLocalPlatform(options: LocalPlatformOptions): Promise
       subject: 'local-dev',
       scopes: ['market:read'],
       ttlSeconds: 7 * 24 * 3600,
-      issuer: DEV_ISSUER,
-      audience: DEV_AUDIENCE,
+      issuer: DEV_TOKEN_ISSUER,
+      audience: DEV_TOKEN_AUDIENCE,
     });
     let mcpUrl: string | null = null;
     if (options.stdio) {
-      await serveStdio(buildServer({ query, version: PLATFORM_VERSION }));
+      const session = await serveStdio(buildServer({ query, version: PLATFORM_VERSION, logger }));
+      cleanup.push(() => session.close());
     } else {
       const http = await startMcpHttpServer({
         host: options.host,
         port: options.port,
-        buildServer: () => buildServer({ query, version: PLATFORM_VERSION }),
-        verifier: createJwtVerifier({ secret, issuer: DEV_ISSUER, audience: DEV_AUDIENCE }),
+        buildServer: () => buildServer({ query, version: PLATFORM_VERSION, logger }),
+        verifier: createJwtVerifier({ kind: 'hs256', secret, issuer: DEV_TOKEN_ISSUER, audience: DEV_TOKEN_AUDIENCE }),
+        logger,
       });
       mcpUrl = http.url;
       // the HTTP server goes first so no request reaches a closed store
@@ -179,7 +182,7 @@ export async function startLocalPlatform(options: LocalPlatformOptions): Promise
       migrations,
       sim,
       store,
-      exchanges,
+      exchanges: collection.exchanges,
       status: () => {
         const now = Date.now();
         const w = writerCounters;

@@ -303,7 +303,9 @@ export function resolveSymbolSpec(input: SymbolSpecInput): SymbolSpec {
     throw new ConfigError(`simulator symbol must be a spot ccxt symbol like BTC/USDT, got "${symbol}"`);
   }
   const [base = '', quote = ''] = symbol.split('/');
-  const defaults = KNOWN_SPECS[symbol] ?? GENERIC_SPEC;
+  // BTC/USD, BTC/USDC… borrow BTC/USDT's parameters: same asset, same price scale
+  const usdLike = ['USDT', 'USDC', 'USD', 'FDUSD', 'BUSD'].includes(quote);
+  const defaults = KNOWN_SPECS[symbol] ?? (usdLike ? KNOWN_SPECS[`${base}/USDT`] : undefined) ?? GENERIC_SPEC;
   const spec: SymbolSpec = { ...defaults, ...partial, symbol, base, quote };
   for (const key of ['tickSize', 'stepSize', 'minQty', 'maxQty', 'minNotional'] as const) {
     if (!/^\d+(\.\d{1,8})?$/.test(spec[key])) {
@@ -427,7 +429,6 @@ class SymbolMarket {
   readonly asks = new Map<number, number>();
   updateId = 10_000_000;
   private lastTs = 0;
-  ordersExecuted = 0;
 
   readonly trades: PrintedTrade[] = [];
   private readonly cores: TradeCore[] = [];
@@ -624,7 +625,6 @@ class SymbolMarket {
       aggregates.push(agg);
       this.setLevel(bookSide, ticks, available - filled, fillChanges);
     }
-    this.ordersExecuted++;
     const fills = this.delta(fillChanges, ts);
     return { ...(requote ? { requote } : {}), trades, aggregates, ...(fills ? { fills } : {}) };
   }
@@ -949,7 +949,10 @@ export class SimulatedMarket {
     const due = Math.floor((elapsed * this.tradesPerSecond) / 1000) - (this.runOrders - this.runOrdersAtStart);
     // after a long stall print at most ~1s worth at once instead of a burst of thousands
     const n = Math.min(due, Math.max(1, Math.ceil(this.tradesPerSecond)));
-    if (n > 0) this.step(n);
+    if (n > 0) {
+      this.step(n);
+      this.runOrders += n; // only timer-driven orders count against the rate; manual steps are extra
+    }
     if (due > n) this.runOrdersAtStart -= due - n; // forget the backlog
   }
 
@@ -980,7 +983,6 @@ export class SimulatedMarket {
     for (let i = 0; i < orders; i++) {
       const ts = this.now();
       for (const s of targets) out.push(...this.executeOne(this.get(s), ts));
-      this.runOrders++;
     }
     return out;
   }

@@ -22,8 +22,10 @@ export interface SimHttpRequest {
 
 export interface SimHttpResponse {
   readonly status: number;
-  /** serialised as JSON */
+  /** serialised as JSON unless `html` is given */
   readonly body: unknown;
+  /** raw HTML body instead of JSON (e.g. a gateway error page) */
+  readonly html?: string;
   readonly headers?: Readonly<Record<string, string>>;
 }
 
@@ -45,8 +47,8 @@ export interface FaultHooks {
 
 /** Fault injection controls for tests. */
 export interface SimFaults {
-  /** Terminates every open WebSocket (as a network drop would); returns how many were open. */
-  dropConnections(): number;
+  /** Terminates every open WebSocket (as a network drop would); resolves with how many were open once all are closed. */
+  dropConnections(): Promise<number>;
   /** Withholds the next `count` book deltas of `symbol` from diff-depth streams, so clients see a U/u gap. */
   skipDepthUpdate(symbol: string, count?: number): void;
   /** The next `count` REST calls fail with `status` (429 or 5xx) in the protocol's error format. */
@@ -124,9 +126,9 @@ class FaultController implements FaultHooks, SimFaults {
   private pausedAll = false;
   private restFailures: { count: number; status: number } = { count: 0, status: 500 };
 
-  constructor(private readonly drop: () => number) {}
+  constructor(private readonly drop: () => Promise<number>) {}
 
-  dropConnections(): number {
+  dropConnections(): Promise<number> {
     return this.drop();
   }
 
@@ -173,9 +175,9 @@ class FaultController implements FaultHooks, SimFaults {
 }
 
 function sendJson(res: http.ServerResponse, response: SimHttpResponse): void {
-  const body = JSON.stringify(response.body);
+  const body = response.html ?? JSON.stringify(response.body);
   res.writeHead(response.status, {
-    'content-type': 'application/json;charset=UTF-8',
+    'content-type': response.html === undefined ? 'application/json;charset=UTF-8' : 'text/html',
     'content-length': Buffer.byteLength(body),
     ...response.headers,
   });
@@ -198,10 +200,12 @@ export async function startSimulatedExchange(options: SimulatedExchangeOptions =
   const log = options.log;
   const market = new SimulatedMarket(options);
   const sockets = new Set<WebSocket>();
-  const faults = new FaultController(() => {
-    const n = sockets.size;
-    for (const s of sockets) s.terminate();
-    return n;
+  const faults = new FaultController(async () => {
+    const open = [...sockets];
+    const closed = open.map((s) => new Promise<void>((resolve) => s.once('close', () => resolve())));
+    for (const s of open) s.terminate();
+    await Promise.all(closed);
+    return open.length;
   });
   const protocols = new Map<string, SimProtocol>();
   for (const factory of options.protocols ?? [binanceProtocol()]) {

@@ -39,6 +39,8 @@ function apiError(status: number, code: number, msg: string, headers?: Record<st
   return { status, body: { code, msg }, ...(headers ? { headers } : {}) };
 }
 
+const STATUS_TEXT: Readonly<Record<number, string>> = { 502: 'Bad Gateway', 503: 'Service Temporarily Unavailable', 504: 'Gateway Time-out' };
+
 class BadParam extends Error {
   constructor(readonly response: SimHttpResponse) {
     super(JSON.stringify(response.body));
@@ -68,6 +70,8 @@ interface PendingDiff {
   last: number;
   readonly bids: Map<string, BookEntry>;
   readonly asks: Map<string, BookEntry>;
+  /** no later delta may be merged in (a skipped range follows): the next one opens a new event */
+  sealed: boolean;
 }
 
 class BinanceProtocol implements SimProtocol {
@@ -78,8 +82,9 @@ class BinanceProtocol implements SimProtocol {
   private readonly symbolToId = new Map<string, string>();
   private readonly connections = new Set<Connection>();
   private readonly subscribers = new Map<string, Set<Connection>>();
-  private readonly pendingFast = new Map<string, PendingDiff>();
-  private readonly pendingSlow = new Map<string, PendingDiff>();
+  /** per symbol, the diff events of the current interval (usually one; more after a skip) */
+  private readonly pendingFast = new Map<string, PendingDiff[]>();
+  private readonly pendingSlow = new Map<string, PendingDiff[]>();
   private readonly lastBookTicker = new Map<string, string>();
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly unsubscribeMarket: () => void;
@@ -129,8 +134,10 @@ class BinanceProtocol implements SimProtocol {
         'retry-after': '1',
       });
     }
-    if (status === 503) return apiError(503, -1008, 'Server is currently overloaded with other requests. Please try again in a few minutes.');
-    return apiError(status, -1001, 'Internal error; unable to process your request. Please try again.');
+    if (status === 500) return apiError(500, -1001, 'Internal error; unable to process your request. Please try again.');
+    // other 5xx come from the edge in front of the API: an HTML page, not a JSON error
+    const title = `${status} ${STATUS_TEXT[status] ?? 'Server Error'}`;
+    return { status, body: null, html: `<html><head><title>${title}</title></head><body><center><h1>${title}</h1></center></body></html>` };
   }
 
   notFound(request: SimHttpRequest): SimHttpResponse {
@@ -582,17 +589,26 @@ class BinanceProtocol implements SimProtocol {
 
   private onBook(delta: BookDelta): void {
     const symbol = delta.symbol;
-    // a skipped delta never reaches diff streams: the next diff's U jumps past it (sequence gap)
-    if (!this.faults.takeDepthSkip(symbol)) {
-      for (const pending of [this.pendingFast, this.pendingSlow]) {
-        let p = pending.get(symbol);
-        if (!p) {
-          p = { first: delta.firstUpdateId, last: delta.lastUpdateId, bids: new Map(), asks: new Map() };
-          pending.set(symbol, p);
-        }
-        p.last = delta.lastUpdateId;
-        for (const c of delta.changes) (c.side === 'bid' ? p.bids : p.asks).set(c.priceString, c);
+    const skip = this.faults.takeDepthSkip(symbol);
+    for (const pending of [this.pendingFast, this.pendingSlow]) {
+      let events = pending.get(symbol);
+      if (!events) {
+        events = [];
+        pending.set(symbol, events);
       }
+      let p = events[events.length - 1];
+      if (skip) {
+        // a skipped delta never reaches diff streams; sealing keeps its ids out of every U..u range,
+        // so the next event's U jumps past the previous u (a visible sequence gap)
+        if (p) p.sealed = true;
+        continue;
+      }
+      if (!p || p.sealed) {
+        p = { first: delta.firstUpdateId, last: delta.lastUpdateId, bids: new Map(), asks: new Map(), sealed: false };
+        events.push(p);
+      }
+      p.last = delta.lastUpdateId;
+      for (const c of delta.changes) (c.side === 'bid' ? p.bids : p.asks).set(c.priceString, c);
     }
     const stream = this.streamName(symbol, 'bookTicker');
     if (this.hasSubscribers(stream) && !this.faults.streamsPaused(symbol)) {
@@ -612,13 +628,13 @@ class BinanceProtocol implements SimProtocol {
     }
   }
 
-  private flushDepth(pending: Map<string, PendingDiff>, fast: boolean): void {
+  private flushDepth(pending: Map<string, PendingDiff[]>, fast: boolean): void {
     const now = this.market.now();
     for (const symbol of this.market.symbols) {
-      const p = pending.get(symbol);
+      const events = pending.get(symbol) ?? [];
       pending.delete(symbol);
       const paused = this.faults.streamsPaused(symbol);
-      if (p && !paused) {
+      for (const p of paused ? [] : events) {
         const stream = this.streamName(symbol, fast ? 'depth@100ms' : 'depth');
         const payload = {
           e: 'depthUpdate',

@@ -21,3 +21,34 @@ export const ConsumerEnvSchema = z.object({
     .describe('PostgreSQL/TimescaleDB connection URL'),
   LOG_LEVEL: LogLevelSchema,
 });
+
+const csv = z
+  .string()
+  .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
+  .optional();
+
+/** Environment of the MCP server in service mode (Fargate). */
+export const McpServerEnvSchema = z
+  .object({
+    DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'a postgres:// connection URL'),
+    MCP_HOST: z.string().default('0.0.0.0'),
+    MCP_PORT: z.coerce.number().int().min(1).max(65535).default(8080),
+    /** Host header values accepted (DNS-rebinding protection), e.g. the load balancer's name */
+    MCP_ALLOWED_HOSTS: csv,
+    /** OIDC issuer (Cognito user pool URL or any OIDC issuer) */
+    JWT_ISSUER: z.string().min(1),
+    JWT_AUDIENCE: z.string().min(1).optional(),
+    /** JWKS of the issuer; production mode */
+    JWT_JWKS_URL: z.string().url().optional(),
+    /** HS256 shared secret (at least 32 bytes); development only */
+    JWT_HS256_SECRET: z.string().min(32, 'JWT_HS256_SECRET must be at least 32 characters').optional(),
+    LOG_LEVEL: LogLevelSchema,
+  })
+  .refine((e) => (e.JWT_JWKS_URL === undefined) !== (e.JWT_HS256_SECRET === undefined), {
+    message: 'set exactly one of JWT_JWKS_URL (production) or JWT_HS256_SECRET (development)',
+    path: ['JWT_JWKS_URL'],
+  })
+  .refine((e) => e.JWT_HS256_SECRET === undefined || e.JWT_AUDIENCE !== undefined, {
+    message: 'JWT_AUDIENCE is required with JWT_HS256_SECRET',
+    path: ['JWT_AUDIENCE'],
+  });

@@ -60,8 +60,7 @@ function failureFor(tool: string, error: unknown, logger: Logger): CallToolResul
 }
 
 function unknownMarketMessage(error: UnknownMarketError): string {
-  // Symbols are ccxt unified symbols (always contain '/'); exchange ids never do.
-  const ofSymbols = error.known.some((k) => k.includes('/'));
+  const ofSymbols = error.kind === 'symbol';
   const what = ofSymbols ? 'symbols on this exchange' : 'exchanges';
   const shown = error.known.slice(0, KNOWN_SHOWN);
   const list =

@@ -8,6 +8,9 @@ import { decodeCursor, encodeCursor } from './cursor.js';
 export class UnknownMarketError extends PlatformError {
   constructor(
     message: string,
+    /** which part of the market is unknown */
+    readonly kind: 'exchange' | 'symbol',
+    /** what is known in its place: exchanges, or the symbols of the exchange */
     readonly known: readonly string[],
   ) {
     super(message);
@@ -111,14 +114,15 @@ export class MarketQueryService {
       byMarket.set(key, market);
     }
     const all = [...byMarket.values()];
-    const offset = req.cursor ? decodeCursor(req.cursor, 'markets').offset : 0;
+    const scope = req.exchange ?? '*';
+    const offset = req.cursor ? decodeCursor(req.cursor, 'markets', scope).offset : 0;
     const limit = this.limit(req.limit);
     const markets = all.slice(offset, offset + limit);
     const next = offset + markets.length;
     return {
       markets,
       total: all.length,
-      nextCursor: next < all.length ? encodeCursor('markets', { offset: next }) : null,
+      nextCursor: next < all.length ? encodeCursor('markets', scope, { offset: next }) : null,
       asOf: now,
     };
   }
@@ -141,7 +145,8 @@ export class MarketQueryService {
   async getTrades(req: TradesRequest): Promise<TradesPage> {
     const feed = await this.requireMarket(req.exchange, req.symbol);
     const limit = this.limit(req.limit);
-    const cursor = req.cursor ? decodeCursor(req.cursor, 'trades') : undefined;
+    const scope = `${req.exchange}|${req.symbol}`;
+    const cursor = req.cursor ? decodeCursor(req.cursor, 'trades', scope) : undefined;
     const newestFirst = cursor ? cursor.newestFirst : req.since === undefined;
     const rows = await this.reader.trades({
       exchange: req.exchange,
@@ -155,7 +160,7 @@ export class MarketQueryService {
     const page = rows.slice(0, limit);
     const edge = page.at(-1);
     const nextCursor =
-      rows.length > limit && edge ? encodeCursor('trades', { ts: edge.ts, id: edge.id, newestFirst }) : null;
+      rows.length > limit && edge ? encodeCursor('trades', scope, { ts: edge.ts, id: edge.id, newestFirst }) : null;
     return {
       trades: newestFirst ? [...page].reverse() : page,
       nextCursor,
@@ -168,7 +173,8 @@ export class MarketQueryService {
     const feed = await this.requireMarket(req.exchange, req.symbol);
     const limit = this.limit(req.limit);
     const size = timeframeMs(req.timeframe);
-    const cursor = req.cursor ? decodeCursor(req.cursor, 'candles') : undefined;
+    const scope = `${req.exchange}|${req.symbol}|${req.timeframe}`;
+    const cursor = req.cursor ? decodeCursor(req.cursor, 'candles', scope) : undefined;
     const newestFirst = cursor ? cursor.newestFirst : req.since === undefined;
     let since = req.since;
     let until = req.until;
@@ -197,13 +203,14 @@ export class MarketQueryService {
     });
     return {
       candles: newestFirst ? candles.reverse() : candles,
-      nextCursor: rows.length > limit && edge ? encodeCursor('candles', { ts: edge.ts, newestFirst }) : null,
+      nextCursor: rows.length > limit && edge ? encodeCursor('candles', scope, { ts: edge.ts, newestFirst }) : null,
       freshness: this.freshness(newestOf(feed('trades')?.lastTs, feed('candles')?.lastTs)),
     };
   }
 
   private limit(requested: number | undefined): number {
-    return Math.min(Math.max(1, Math.floor(requested ?? this.limits.defaultLimit)), this.limits.maxLimit);
+    const n = requested === undefined || !Number.isFinite(requested) ? this.limits.defaultLimit : Math.floor(requested);
+    return Math.min(Math.max(1, n), this.limits.maxLimit);
   }
 
   private freshness(newestTs: number | null): Freshness {
@@ -219,13 +226,15 @@ export class MarketQueryService {
     const ofMarket = ofExchange.filter((f) => f.symbol === symbol);
     if (ofMarket.length === 0) {
       const symbols = [...new Set(ofExchange.map((f) => f.symbol))];
-      throw new UnknownMarketError(`no data for symbol '${symbol}' on ${exchange}`, symbols);
+      throw new UnknownMarketError(`no data for symbol '${symbol}' on ${exchange}`, 'symbol', symbols);
     }
     return (channel) => ofMarket.find((f) => f.channel === channel);
   }
 
   private unknownExchange(exchange: string, feeds: readonly FeedCoverage[]): UnknownMarketError {
-    return new UnknownMarketError(`no data for exchange '${exchange}'`, [...new Set(feeds.map((f) => f.exchange))]);
+    return new UnknownMarketError(`no data for exchange '${exchange}'`, 'exchange', [
+      ...new Set(feeds.map((f) => f.exchange)),
+    ]);
   }
 }
 

@@ -1,0 +1,243 @@
+import { Annotations, Duration, RemovalPolicy } from 'aws-cdk-lib';
+import type { ICertificate } from 'aws-cdk-lib/aws-certificatemanager';
+import { SubnetType, type IVpc } from 'aws-cdk-lib/aws-ec2';
+import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
+import {
+  Cluster,
+  ContainerImage,
+  ContainerInsights,
+  CpuArchitecture,
+  LogDrivers,
+  OperatingSystemFamily,
+  Secret as EcsSecret,
+} from 'aws-cdk-lib/aws-ecs';
+import { ApplicationLoadBalancedFargateService } from 'aws-cdk-lib/aws-ecs-patterns';
+import { ApplicationProtocol } from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import type { IStream } from 'aws-cdk-lib/aws-kinesis';
+import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
+import { Construct } from 'constructs';
+import { InvalidPropsError, requireHttpsUrl, requireIntegerInRange } from '../prop-checks.js';
+import { REPO_ROOT } from '../repo-paths.js';
+
+/** Dockerfile of the MCP server, relative to the repository root (the build context). */
+export const MCP_SERVER_DOCKERFILE = 'functions/mcp-server/Dockerfile';
+
+/** Memory sizes (MiB) Fargate accepts for each CPU size. */
+const FARGATE_MEMORY: Readonly<Record<number, readonly number[]>> = {
+  256: [512, 1024, 2048],
+  512: steps(1024, 4096, 1024),
+  1024: steps(2048, 8192, 1024),
+  2048: steps(4096, 16384, 1024),
+  4096: steps(8192, 30720, 1024),
+  8192: steps(16384, 61440, 4096),
+  16384: steps(32768, 122880, 8192),
+};
+
+function steps(min: number, max: number, step: number): number[] {
+  return Array.from({ length: (max - min) / step + 1 }, (_, i) => min + i * step);
+}
+
+export type McpLogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export interface McpServiceProps {
+  /** VPC of the service; tasks run in its private subnets with egress, the load balancer in its public ones. */
+  readonly vpc: IVpc;
+  /** Expected `iss` of access tokens (JWT_ISSUER). */
+  readonly jwtIssuer: string;
+  /** Expected `aud` of access tokens (JWT_AUDIENCE). */
+  readonly jwtAudience: string;
+  /** https URL of the issuer's JSON Web Key Set (JWT_JWKS_URL). */
+  readonly jwksUrl: string;
+  /**
+   * Secret whose SecretString is the postgres:// URL; ECS injects it as DATABASE_URL at task start.
+   * @default - no DATABASE_URL
+   */
+  readonly databaseSecret?: ISecret;
+  /**
+   * Stream the server may read (live tail tools); its name goes to MARKET_STREAM_NAME.
+   * @default - no stream access
+   */
+  readonly stream?: IStream;
+  /**
+   * Image to run.
+   * @default - built from functions/mcp-server/Dockerfile with the repository root as context
+   */
+  readonly image?: ContainerImage;
+  /**
+   * Port the server listens on in the container.
+   * @default 8080
+   */
+  readonly containerPort?: number;
+  /**
+   * Path the load balancer probes; must answer 200 without a token.
+   * @default '/healthz'
+   */
+  readonly healthCheckPath?: string;
+  /**
+   * Fargate CPU units per task (1024 = 1 vCPU).
+   * @default 256
+   */
+  readonly cpu?: number;
+  /**
+   * Memory per task in MiB; must suit `cpu`.
+   * @default 512
+   */
+  readonly memoryLimitMiB?: number;
+  /**
+   * Tasks to keep running.
+   * @default 1
+   */
+  readonly desiredCount?: number;
+  /**
+   * CPU architecture of tasks and of the built image.
+   * @default CpuArchitecture.ARM64
+   */
+  readonly cpuArchitecture?: CpuArchitecture;
+  /**
+   * Certificate for an HTTPS listener (HTTP then redirects to it).
+   * @default - HTTP only, with a synth warning: bearer tokens would cross the network in clear
+   */
+  readonly certificate?: ICertificate;
+  /**
+   * Seconds an idle connection stays open on the load balancer; MCP streams (SSE) sit idle between events.
+   * @default Duration.minutes(5)
+   */
+  readonly idleTimeout?: Duration;
+  /**
+   * LOG_LEVEL of the server.
+   * @default 'info'
+   */
+  readonly logLevel?: McpLogLevel;
+  /**
+   * Retention of the container log group.
+   * @default RetentionDays.ONE_MONTH
+   */
+  readonly logRetention?: RetentionDays;
+  /**
+   * Removal policy of the log group.
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
+}
+
+/** The MCP server on ECS Fargate behind a public Application Load Balancer. */
+export class McpService extends Construct {
+  readonly service: ApplicationLoadBalancedFargateService;
+  /** http(s)://<load balancer DNS>/mcp */
+  readonly url: string;
+
+  constructor(scope: Construct, id: string, props: McpServiceProps) {
+    super(scope, id);
+    const containerPort = props.containerPort ?? 8080;
+    const cpu = props.cpu ?? 256;
+    const memoryLimitMiB = props.memoryLimitMiB ?? 512;
+    const desiredCount = props.desiredCount ?? 1;
+    const healthCheckPath = props.healthCheckPath ?? '/healthz';
+    const idleTimeout = props.idleTimeout ?? Duration.minutes(5);
+    requireIntegerInRange(`${id} containerPort`, containerPort, 1024, 65535, 'an unprivileged port: the container runs as non-root');
+    requireIntegerInRange(`${id} desiredCount`, desiredCount, 1, 100, 'at least one task serves traffic');
+    requireIntegerInRange(`${id} idleTimeout (seconds)`, idleTimeout.toSeconds({ integral: false }), 1, 4000, 'the load balancer limit');
+    checkFargateSize(id, cpu, memoryLimitMiB);
+    if (!healthCheckPath.startsWith('/')) {
+      throw new InvalidPropsError(`${id} healthCheckPath must start with '/', got '${healthCheckPath}': pass e.g. '/healthz'`);
+    }
+    for (const [name, value] of [['jwtIssuer', props.jwtIssuer], ['jwtAudience', props.jwtAudience]] as const) {
+      if (value.trim() === '') {
+        throw new InvalidPropsError(`${id} ${name} is empty: pass the value your identity provider puts in access tokens`);
+      }
+    }
+    requireHttpsUrl(`${id} jwksUrl`, props.jwksUrl);
+    const cpuArchitecture = props.cpuArchitecture ?? CpuArchitecture.ARM64;
+
+    const cluster = new Cluster(this, 'Cluster', {
+      vpc: props.vpc,
+      containerInsightsV2: ContainerInsights.ENABLED,
+    });
+    const logGroup = new LogGroup(this, 'Logs', {
+      retention: props.logRetention ?? RetentionDays.ONE_MONTH,
+      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
+    });
+    const image =
+      props.image ??
+      ContainerImage.fromAsset(REPO_ROOT, {
+        file: MCP_SERVER_DOCKERFILE,
+        // Built for the task architecture, whatever machine runs `cdk deploy`.
+        platform: cpuArchitecture === CpuArchitecture.ARM64 ? Platform.LINUX_ARM64 : Platform.LINUX_AMD64,
+      });
+
+    const environment: Record<string, string> = {
+      MCP_HOST: '0.0.0.0',
+      MCP_PORT: String(containerPort),
+      JWT_ISSUER: props.jwtIssuer,
+      JWT_AUDIENCE: props.jwtAudience,
+      JWT_JWKS_URL: props.jwksUrl,
+      LOG_LEVEL: props.logLevel ?? 'info',
+      NODE_OPTIONS: '--enable-source-maps',
+    };
+    if (props.stream) environment['MARKET_STREAM_NAME'] = props.stream.streamName;
+
+    this.service = new ApplicationLoadBalancedFargateService(this, 'Service', {
+      cluster,
+      cpu,
+      memoryLimitMiB,
+      desiredCount,
+      runtimePlatform: { cpuArchitecture, operatingSystemFamily: OperatingSystemFamily.LINUX },
+      taskSubnets: { subnetType: SubnetType.PRIVATE_WITH_EGRESS },
+      publicLoadBalancer: true,
+      idleTimeout,
+      ...(props.certificate
+        ? { certificate: props.certificate, protocol: ApplicationProtocol.HTTPS, redirectHTTP: true }
+        : { protocol: ApplicationProtocol.HTTP }),
+      // Keep serving during deploys; a task that never gets healthy rolls the deployment back.
+      minHealthyPercent: 100,
+      maxHealthyPercent: 200,
+      circuitBreaker: { rollback: true },
+      // tsx compiles the server at start; give it time before health checks count.
+      healthCheckGracePeriod: Duration.seconds(60),
+      taskImageOptions: {
+        image,
+        containerName: 'mcp-server',
+        containerPort,
+        environment,
+        ...(props.databaseSecret && { secrets: { DATABASE_URL: EcsSecret.fromSecretsManager(props.databaseSecret) } }),
+        logDriver: LogDrivers.awsLogs({ streamPrefix: 'mcp-server', logGroup }),
+      },
+    });
+    this.service.targetGroup.configureHealthCheck({
+      path: healthCheckPath,
+      healthyHttpCodes: '200',
+      interval: Duration.seconds(15),
+      timeout: Duration.seconds(5),
+      healthyThresholdCount: 2,
+      unhealthyThresholdCount: 3,
+    });
+    // MCP sessions live in one task's memory: keep a client that honours the cookie on its task.
+    this.service.targetGroup.enableCookieStickiness(Duration.hours(1));
+    if (props.stream) props.stream.grantRead(this.service.taskDefinition.taskRole);
+
+    if (!props.certificate) {
+      Annotations.of(this).addWarningV2(
+        'qicore:mcp-service:plain-http',
+        'MCP is served over plain HTTP: bearer tokens cross the network in clear. Pass a certificate to serve HTTPS.',
+      );
+    }
+    const scheme = props.certificate ? 'https' : 'http';
+    this.url = `${scheme}://${this.service.loadBalancer.loadBalancerDnsName}/mcp`;
+  }
+}
+
+function checkFargateSize(id: string, cpu: number, memoryLimitMiB: number): void {
+  const sizes = FARGATE_MEMORY[cpu];
+  if (!sizes) {
+    throw new InvalidPropsError(
+      `${id} cpu must be one of ${Object.keys(FARGATE_MEMORY).join(', ')} (Fargate sizes), got ${cpu}: pick one of them`,
+    );
+  }
+  if (!sizes.includes(memoryLimitMiB)) {
+    const accepted = sizes.length <= 4 ? sizes.join(', ') : `${sizes[0]} to ${sizes[sizes.length - 1]} in steps of ${sizes[1]! - sizes[0]!}`;
+    throw new InvalidPropsError(
+      `${id} memoryLimitMiB ${memoryLimitMiB} does not fit cpu ${cpu}: Fargate accepts ${accepted} MiB with it`,
+    );
+  }
+}

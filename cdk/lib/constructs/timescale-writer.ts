@@ -1,0 +1,192 @@
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import type { IVpc, SubnetSelection } from 'aws-cdk-lib/aws-ec2';
+import { SubnetType } from 'aws-cdk-lib/aws-ec2';
+import type { IStream } from 'aws-cdk-lib/aws-kinesis';
+import { Architecture, Runtime, StartingPosition, type IFunction } from 'aws-cdk-lib/aws-lambda';
+import { KinesisEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
+import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
+import { Queue, QueueEncryption, type IQueue } from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { requireIntegerInRange } from '../prop-checks.js';
+import { repoPath } from '../repo-paths.js';
+
+/** Handler source, relative to the repository root. */
+export const TIMESCALE_WRITER_ENTRY = 'functions/consumers/timescale-writer/handler.ts';
+
+/**
+ * ESM bundles that inline CommonJS packages (pg) still call `require` for Node built-ins;
+ * esbuild's ESM output has no `require`, so one is created from import.meta.url.
+ */
+const ESM_REQUIRE_BANNER =
+  "import { createRequire as __qicoreCreateRequire } from 'node:module'; const require = __qicoreCreateRequire(import.meta.url);";
+
+export type WriterLogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export interface TimescaleWriterProps {
+  /** The stream of market events to consume. */
+  readonly stream: IStream;
+  /** Secret whose SecretString is the postgres:// URL of TimescaleDB; its ARN goes to DATABASE_SECRET_ARN. */
+  readonly databaseSecret: ISecret;
+  /**
+   * Lambda memory in MB (CPU grows with it).
+   * @default 256
+   */
+  readonly memorySize?: number;
+  /**
+   * Lambda timeout for one batch.
+   * @default Duration.seconds(60)
+   */
+  readonly timeout?: Duration;
+  /**
+   * Records per invocation, 1 to 10000.
+   * @default 100
+   */
+  readonly batchSize?: number;
+  /**
+   * How long the poller gathers records before invoking, 0 to 300 seconds.
+   * @default Duration.seconds(1)
+   */
+  readonly maxBatchingWindow?: Duration;
+  /**
+   * Concurrent batches per shard, 1 to 10 (order is kept per partition key).
+   * @default 1
+   */
+  readonly parallelizationFactor?: number;
+  /**
+   * Retries of a failing batch before it goes to the failure queue, 0 to 10000.
+   * @default 10
+   */
+  readonly retryAttempts?: number;
+  /**
+   * Where a new mapping starts reading.
+   * @default StartingPosition.LATEST
+   */
+  readonly startingPosition?: StartingPosition;
+  /**
+   * LOG_LEVEL of the handler.
+   * @default 'info'
+   */
+  readonly logLevel?: WriterLogLevel;
+  /**
+   * Retention of the function's log group.
+   * @default RetentionDays.ONE_MONTH
+   */
+  readonly logRetention?: RetentionDays;
+  /**
+   * Removal policy of the log group and the failure queue.
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
+  /**
+   * VPC to run in, when the database is only reachable there.
+   * @default - not in a VPC (the database is reached over the internet, with TLS)
+   */
+  readonly vpc?: IVpc;
+  /**
+   * Subnets within `vpc`.
+   * @default - private subnets with egress
+   */
+  readonly vpcSubnets?: SubnetSelection;
+}
+
+/** The Lambda consumer that writes market events from the stream to TimescaleDB, idempotently. */
+export class TimescaleWriter extends Construct {
+  readonly function: IFunction;
+  /** receives metadata (shard, sequence range) of batches that failed every retry */
+  readonly failureQueue: IQueue;
+
+  constructor(scope: Construct, id: string, props: TimescaleWriterProps) {
+    super(scope, id);
+    const batchSize = props.batchSize ?? 100;
+    const maxBatchingWindow = props.maxBatchingWindow ?? Duration.seconds(1);
+    const parallelizationFactor = props.parallelizationFactor ?? 1;
+    const retryAttempts = props.retryAttempts ?? 10;
+    const memorySize = props.memorySize ?? 256;
+    const timeout = props.timeout ?? Duration.seconds(60);
+    // Validated before bundling: a bad value fails in milliseconds, not after esbuild.
+    requireIntegerInRange(`${id} batchSize`, batchSize, 1, 10_000, 'the Kinesis event source limit');
+    requireIntegerInRange(
+      `${id} maxBatchingWindow (seconds)`,
+      maxBatchingWindow.toSeconds({ integral: false }),
+      0,
+      300,
+      'the event source limit',
+    );
+    requireIntegerInRange(`${id} parallelizationFactor`, parallelizationFactor, 1, 10, 'the Kinesis event source limit');
+    requireIntegerInRange(`${id} retryAttempts`, retryAttempts, 0, 10_000, 'the Kinesis event source limit');
+    requireIntegerInRange(`${id} memorySize (MB)`, memorySize, 128, 10_240, 'the Lambda limit');
+    requireIntegerInRange(`${id} timeout (seconds)`, timeout.toSeconds({ integral: false }), 1, 900, 'the Lambda limit');
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+
+    const logGroup = new LogGroup(this, 'Logs', {
+      retention: props.logRetention ?? RetentionDays.ONE_MONTH,
+      removalPolicy,
+    });
+
+    const fn = new NodejsFunction(this, 'Function', {
+      description: 'Writes market events from Kinesis to TimescaleDB',
+      entry: repoPath(TIMESCALE_WRITER_ENTRY),
+      handler: 'handler',
+      projectRoot: repoPath(''),
+      depsLockFilePath: repoPath('package-lock.json'),
+      runtime: Runtime.NODEJS_20_X,
+      architecture: Architecture.ARM_64,
+      memorySize,
+      timeout,
+      logGroup,
+      environment: {
+        DATABASE_SECRET_ARN: props.databaseSecret.secretArn,
+        LOG_LEVEL: props.logLevel ?? 'info',
+        NODE_OPTIONS: '--enable-source-maps',
+      },
+      ...(props.vpc && {
+        vpc: props.vpc,
+        vpcSubnets: props.vpcSubnets ?? { subnetType: SubnetType.PRIVATE_WITH_EGRESS },
+      }),
+      bundling: {
+        // Local esbuild only: there is no Docker on build machines or in CI.
+        forceDockerBundling: false,
+        format: OutputFormat.ESM,
+        target: 'node20',
+        mainFields: ['module', 'main'],
+        banner: ESM_REQUIRE_BANNER,
+        // keepNames: the platform's errors take their `name` from the class name.
+        minify: true,
+        keepNames: true,
+        sourceMap: true,
+        // file:line mapping without shipping the sources again
+        sourcesContent: false,
+        // The runtime ships AWS SDK v3; everything else (pg, zod...) is bundled.
+        externalModules: ['@aws-sdk/*'],
+      },
+    });
+    props.databaseSecret.grantRead(fn);
+
+    const failureQueue = new Queue(this, 'FailedBatches', {
+      retentionPeriod: Duration.days(14),
+      encryption: QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      removalPolicy,
+    });
+
+    fn.addEventSource(
+      new KinesisEventSource(props.stream, {
+        startingPosition: props.startingPosition ?? StartingPosition.LATEST,
+        batchSize,
+        maxBatchingWindow,
+        parallelizationFactor,
+        retryAttempts,
+        // One poison record is isolated by splitting and by the handler's partial failures,
+        // so it never blocks its shard or replays a whole batch.
+        bisectBatchOnError: true,
+        reportBatchItemFailures: true,
+        onFailure: new SqsDlq(failureQueue),
+      }),
+    );
+
+    this.function = fn;
+    this.failureQueue = failureQueue;
+  }
+}

@@ -1,0 +1,57 @@
+import { Annotations, type App } from 'aws-cdk-lib';
+import { PlatformStack } from './platform-stack.js';
+import { DEFAULT_STAGE, stageConfigFor } from './stage-config.js';
+
+/** Placeholders that let an unconfigured app synth; every token is rejected until real values are passed. */
+const PLACEHOLDER_AUTH = {
+  jwtIssuer: 'https://auth.example.com/',
+  jwtAudience: 'qicore-mcp',
+  jwksUrl: 'https://auth.example.com/.well-known/jwks.json',
+} as const;
+
+/** Context keys the app reads (`-c key=value`). */
+export const CONTEXT_KEYS = {
+  stage: 'stage',
+  jwtIssuer: 'jwtIssuer',
+  jwtAudience: 'jwtAudience',
+  jwksUrl: 'jwksUrl',
+  databaseSecretArn: 'databaseSecretArn',
+  mcpCertificateArn: 'mcpCertificateArn',
+} as const;
+
+/**
+ * Adds the stage's stack, `Qicore-<stage>`, to `app`. The stage and deploy-specific settings come
+ * from context; account and region from the CLI's CDK_DEFAULT_* (env-agnostic without them).
+ */
+export function definePlatform(app: App, env: NodeJS.ProcessEnv = process.env): PlatformStack {
+  const context = (key: string): string | undefined => {
+    const value: unknown = app.node.tryGetContext(key);
+    return value === undefined || value === null || value === '' ? undefined : String(value);
+  };
+  const config = stageConfigFor(context(CONTEXT_KEYS.stage) ?? DEFAULT_STAGE);
+  const jwtIssuer = context(CONTEXT_KEYS.jwtIssuer);
+  const jwtAudience = context(CONTEXT_KEYS.jwtAudience);
+  const jwksUrl = context(CONTEXT_KEYS.jwksUrl);
+  const databaseSecretArn = context(CONTEXT_KEYS.databaseSecretArn);
+  const mcpCertificateArn = context(CONTEXT_KEYS.mcpCertificateArn);
+
+  const stack = new PlatformStack(app, `Qicore-${config.name}`, {
+    description: `qicore crypto market-data platform (${config.name})`,
+    env: { account: env['CDK_DEFAULT_ACCOUNT'], region: env['CDK_DEFAULT_REGION'] },
+    // With @aws-cdk/core:explicitStackTags, stack tags are set here; CloudFormation copies them to resources.
+    tags: { project: 'qicore', stage: config.name },
+    config,
+    jwtIssuer: jwtIssuer ?? PLACEHOLDER_AUTH.jwtIssuer,
+    jwtAudience: jwtAudience ?? PLACEHOLDER_AUTH.jwtAudience,
+    jwksUrl: jwksUrl ?? PLACEHOLDER_AUTH.jwksUrl,
+    ...(databaseSecretArn && { databaseSecretArn }),
+    ...(mcpCertificateArn && { mcpCertificateArn }),
+  });
+  if (jwtIssuer === undefined || jwtAudience === undefined || jwksUrl === undefined) {
+    Annotations.of(stack).addWarningV2(
+      'qicore:platform:placeholder-auth',
+      'MCP JWT settings are placeholders, so the server will reject every token: pass -c jwtIssuer=... -c jwtAudience=... -c jwksUrl=...',
+    );
+  }
+  return stack;
+}

@@ -1,0 +1,103 @@
+import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import { Certificate } from 'aws-cdk-lib/aws-certificatemanager';
+import { IpAddresses, SubnetType, Vpc } from 'aws-cdk-lib/aws-ec2';
+import { Secret, type ISecret } from 'aws-cdk-lib/aws-secretsmanager';
+import type { Construct } from 'constructs';
+import { MarketStream } from './constructs/market-stream.js';
+import { McpService } from './constructs/mcp-service.js';
+import { TimescaleWriter } from './constructs/timescale-writer.js';
+import type { StageConfig } from './stage-config.js';
+
+export interface PlatformStackProps extends StackProps {
+  /** sizes and lifetimes of the stage */
+  readonly config: StageConfig;
+  /** expected `iss` of MCP access tokens */
+  readonly jwtIssuer: string;
+  /** expected `aud` of MCP access tokens */
+  readonly jwtAudience: string;
+  /** JWKS of the token issuer */
+  readonly jwksUrl: string;
+  /**
+   * ARN of an existing secret holding the postgres:// URL.
+   * @default - a new secret, whose value must be set after the first deploy
+   */
+  readonly databaseSecretArn?: string;
+  /**
+   * ACM certificate for the MCP load balancer.
+   * @default - HTTP only
+   */
+  readonly mcpCertificateArn?: string;
+}
+
+/** One stage of the platform: network, market stream, TimescaleDB writer and MCP service. */
+export class PlatformStack extends Stack {
+  readonly vpc: Vpc;
+  readonly databaseSecret: ISecret;
+  readonly marketStream: MarketStream;
+  readonly timescaleWriter: TimescaleWriter;
+  readonly mcpService: McpService;
+
+  constructor(scope: Construct, id: string, props: PlatformStackProps) {
+    super(scope, id, { terminationProtection: props.config.terminationProtection, ...props });
+    const { config } = props;
+
+    this.vpc = new Vpc(this, 'Vpc', {
+      // Not the default 10.0.0.0/16: peering with a managed database VPC needs ranges that do not overlap.
+      ipAddresses: IpAddresses.cidr('10.40.0.0/16'),
+      maxAzs: 2,
+      natGateways: config.network.natGateways,
+      subnetConfiguration: [
+        { name: 'public', subnetType: SubnetType.PUBLIC, cidrMask: 24 },
+        { name: 'private', subnetType: SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 20 },
+      ],
+    });
+
+    this.databaseSecret = props.databaseSecretArn
+      ? Secret.fromSecretCompleteArn(this, 'DatabaseSecret', props.databaseSecretArn)
+      : new Secret(this, 'DatabaseSecret', {
+          description: `postgres:// URL of the ${config.name} TimescaleDB; replace the generated value after the first deploy`,
+          removalPolicy: config.removalPolicy,
+        });
+
+    this.marketStream = new MarketStream(this, 'MarketStream', {
+      streamMode: config.stream.mode,
+      shardCount: config.stream.shardCount,
+      retentionPeriod: config.stream.retentionPeriod,
+      removalPolicy: config.removalPolicy,
+    });
+
+    this.timescaleWriter = new TimescaleWriter(this, 'TimescaleWriter', {
+      stream: this.marketStream.stream,
+      databaseSecret: this.databaseSecret,
+      memorySize: config.writer.memorySize,
+      timeout: config.writer.timeout,
+      batchSize: config.writer.batchSize,
+      maxBatchingWindow: config.writer.maxBatchingWindow,
+      parallelizationFactor: config.writer.parallelizationFactor,
+      retryAttempts: config.writer.retryAttempts,
+      logRetention: config.logRetention,
+      removalPolicy: config.removalPolicy,
+    });
+
+    this.mcpService = new McpService(this, 'McpService', {
+      vpc: this.vpc,
+      jwtIssuer: props.jwtIssuer,
+      jwtAudience: props.jwtAudience,
+      jwksUrl: props.jwksUrl,
+      databaseSecret: this.databaseSecret,
+      cpu: config.mcp.cpu,
+      memoryLimitMiB: config.mcp.memoryLimitMiB,
+      desiredCount: config.mcp.desiredCount,
+      logRetention: config.logRetention,
+      removalPolicy: config.removalPolicy,
+      ...(props.mcpCertificateArn && {
+        certificate: Certificate.fromCertificateArn(this, 'McpCertificate', props.mcpCertificateArn),
+      }),
+    });
+
+    new CfnOutput(this, 'MarketStreamName', { value: this.marketStream.stream.streamName });
+    new CfnOutput(this, 'DatabaseSecretArn', { value: this.databaseSecret.secretArn });
+    new CfnOutput(this, 'WriterFailureQueueUrl', { value: this.timescaleWriter.failureQueue.queueUrl });
+    new CfnOutput(this, 'McpUrl', { value: this.mcpService.url });
+  }
+}

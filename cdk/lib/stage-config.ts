@@ -1,0 +1,109 @@
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { StreamMode } from 'aws-cdk-lib/aws-kinesis';
+import { RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { InvalidPropsError } from './prop-checks.js';
+
+/** Stages the app can deploy, chosen with `-c stage=<name>`. */
+export const STAGE_NAMES = ['dev', 'staging', 'prod'] as const;
+export type StageName = (typeof STAGE_NAMES)[number];
+export const DEFAULT_STAGE: StageName = 'dev';
+
+/** Every size and lifetime that differs between stages; constructs get these values as props. */
+export interface StageConfig {
+  readonly name: StageName;
+  readonly network: {
+    /** NAT gateways for the private subnets: one is cheaper, one per AZ survives an AZ outage */
+    readonly natGateways: number;
+  };
+  readonly stream: {
+    readonly mode: StreamMode;
+    /** provisioned mode only */
+    readonly shardCount: number;
+    readonly retentionPeriod: Duration;
+  };
+  readonly writer: {
+    readonly memorySize: number;
+    readonly timeout: Duration;
+    readonly batchSize: number;
+    readonly maxBatchingWindow: Duration;
+    readonly parallelizationFactor: number;
+    readonly retryAttempts: number;
+  };
+  readonly mcp: {
+    /** Fargate CPU units (1024 = 1 vCPU) */
+    readonly cpu: number;
+    readonly memoryLimitMiB: number;
+    readonly desiredCount: number;
+  };
+  readonly logRetention: RetentionDays;
+  /** applies to the stream, queues, log groups and the database secret */
+  readonly removalPolicy: RemovalPolicy;
+  readonly terminationProtection: boolean;
+}
+
+const STAGES: Readonly<Record<StageName, StageConfig>> = {
+  dev: {
+    name: 'dev',
+    network: { natGateways: 1 },
+    stream: { mode: StreamMode.PROVISIONED, shardCount: 1, retentionPeriod: Duration.hours(24) },
+    writer: {
+      memorySize: 256,
+      timeout: Duration.seconds(60),
+      batchSize: 100,
+      maxBatchingWindow: Duration.seconds(2),
+      parallelizationFactor: 1,
+      retryAttempts: 3,
+    },
+    mcp: { cpu: 256, memoryLimitMiB: 512, desiredCount: 1 },
+    logRetention: RetentionDays.ONE_WEEK,
+    removalPolicy: RemovalPolicy.DESTROY,
+    terminationProtection: false,
+  },
+  staging: {
+    name: 'staging',
+    network: { natGateways: 1 },
+    stream: { mode: StreamMode.PROVISIONED, shardCount: 2, retentionPeriod: Duration.hours(24) },
+    writer: {
+      memorySize: 512,
+      timeout: Duration.seconds(60),
+      batchSize: 500,
+      maxBatchingWindow: Duration.seconds(1),
+      parallelizationFactor: 2,
+      retryAttempts: 5,
+    },
+    mcp: { cpu: 512, memoryLimitMiB: 1024, desiredCount: 1 },
+    logRetention: RetentionDays.ONE_MONTH,
+    removalPolicy: RemovalPolicy.DESTROY,
+    terminationProtection: false,
+  },
+  prod: {
+    name: 'prod',
+    network: { natGateways: 2 },
+    stream: { mode: StreamMode.PROVISIONED, shardCount: 4, retentionPeriod: Duration.hours(168) },
+    writer: {
+      memorySize: 1024,
+      timeout: Duration.seconds(60),
+      batchSize: 1000,
+      maxBatchingWindow: Duration.seconds(1),
+      parallelizationFactor: 4,
+      retryAttempts: 10,
+    },
+    mcp: { cpu: 1024, memoryLimitMiB: 2048, desiredCount: 2 },
+    logRetention: RetentionDays.THREE_MONTHS,
+    removalPolicy: RemovalPolicy.RETAIN,
+    terminationProtection: true,
+  },
+};
+
+/** A stage name that is not one of STAGE_NAMES. */
+export class UnknownStageError extends InvalidPropsError {}
+
+/** The configuration of a stage; an unknown name throws naming it and the accepted ones. */
+export function stageConfigFor(name: string): StageConfig {
+  if (!(STAGE_NAMES as readonly string[]).includes(name)) {
+    throw new UnknownStageError(
+      `unknown stage '${name}': accepted stages are ${STAGE_NAMES.join(', ')} (pass -c stage=<name>)`,
+    );
+  }
+  return STAGES[name as StageName];
+}

@@ -1,0 +1,49 @@
+// Fargate entry of the MCP server in service mode: configuration from the environment, the
+// store on PostgreSQL/TimescaleDB, JWTs from the configured issuer.
+import { openPostgres } from '../../layers/shared/src/adapters/stores/pg-client.js';
+import { PostgresMarketStore } from '../../layers/shared/src/adapters/stores/postgres-market-store.js';
+import { McpServerEnvSchema, parseEnv } from '../../layers/shared/src/config/env.js';
+import { createJwtVerifier } from '../../layers/shared/src/mcp/auth.js';
+import { startMcpHttpServer } from '../../layers/shared/src/mcp/http.js';
+import { buildServer } from '../../layers/shared/src/mcp/server.js';
+import { createLogger } from '../../layers/shared/src/observability/logger.js';
+import { systemClock } from '../../layers/shared/src/ports/index.js';
+import { MarketQueryService } from '../../layers/shared/src/query/market-query.js';
+
+const VERSION = process.env.npm_package_version ?? '0.1.0';
+
+const env = parseEnv(McpServerEnvSchema);
+const logger = createLogger({ level: env.LOG_LEVEL, fields: { fn: 'mcp-server' } });
+const store = new PostgresMarketStore(openPostgres(env.DATABASE_URL, { max: 8 }));
+const query = new MarketQueryService(store, systemClock);
+const verifier = env.JWT_JWKS_URL
+  ? createJwtVerifier({
+      kind: 'jwks',
+      jwksUrl: env.JWT_JWKS_URL,
+      issuer: env.JWT_ISSUER,
+      ...(env.JWT_AUDIENCE && { audience: env.JWT_AUDIENCE }),
+    })
+  : createJwtVerifier({
+      kind: 'hs256',
+      secret: new TextEncoder().encode(env.JWT_HS256_SECRET),
+      issuer: env.JWT_ISSUER,
+      audience: env.JWT_AUDIENCE!,
+    });
+
+const http = await startMcpHttpServer({
+  host: env.MCP_HOST,
+  port: env.MCP_PORT,
+  buildServer: () => buildServer({ query, version: VERSION, logger }),
+  verifier,
+  logger,
+  ...(env.MCP_ALLOWED_HOSTS && { allowedHosts: env.MCP_ALLOWED_HOSTS }),
+});
+logger.info('mcp server listening', { url: http.url });
+
+const shutdown = async () => {
+  await http.close();
+  await store.close();
+  process.exit(0);
+};
+process.once('SIGTERM', () => void shutdown());
+process.once('SIGINT', () => void shutdown());

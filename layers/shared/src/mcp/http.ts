@@ -1,0 +1,228 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { requireBearerAuth } from '@modelcontextprotocol/sdk/server/auth/middleware/bearerAuth.js';
+import type { OAuthTokenVerifier } from '@modelcontextprotocol/sdk/server/auth/provider.js';
+import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
+import { createMcpExpressApp } from '@modelcontextprotocol/sdk/server/express.js';
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
+import { createLogger, type Logger } from '../observability/logger.js';
+
+export interface McpHttpOptions {
+  /** default 127.0.0.1; loopback hosts get the SDK's Host-header (DNS rebinding) check */
+  readonly host?: string;
+  /** default 0: any free port */
+  readonly port?: number;
+  /** called once per session: a server is never shared between clients */
+  readonly buildServer: () => McpServer;
+  readonly verifier: OAuthTokenVerifier;
+  /** advertised in WWW-Authenticate on 401 (OAuth protected resource metadata) */
+  readonly resourceMetadataUrl?: string;
+  /** scopes every token must carry; none by default */
+  readonly requiredScopes?: readonly string[];
+  /** Host header names accepted when binding beyond loopback, e.g. ['mcp.example.com'] */
+  readonly allowedHosts?: readonly string[];
+  /** open sessions at most; an initialize beyond it gets 503. Default 1000. */
+  readonly maxSessions?: number;
+  /** a session without requests for this long is closed. Default 30 minutes. */
+  readonly sessionIdleMs?: number;
+  readonly logger?: Logger;
+}
+
+export interface McpHttpServer {
+  /** http://HOST:PORT/mcp */
+  readonly url: string;
+  /** closes every session's transport and server, then the HTTP server */
+  close(): Promise<void>;
+}
+
+interface Session {
+  readonly server: McpServer;
+  readonly transport: StreamableHTTPServerTransport;
+  /** the principal that opened it; another token's holder cannot use it */
+  readonly owner: string;
+  lastSeen: number;
+}
+
+const MCP_PATH = '/mcp';
+
+/** Starts the MCP Streamable HTTP endpoint at `/mcp` behind bearer auth, one server+transport per session. */
+export async function startMcpHttpServer(options: McpHttpOptions): Promise<McpHttpServer> {
+  const host = options.host ?? '127.0.0.1';
+  const logger = options.logger ?? createLogger({ fields: { component: 'mcp-http' } });
+  const maxSessions = options.maxSessions ?? 1000;
+  const idleMs = options.sessionIdleMs ?? 30 * 60_000;
+  const sessions = new Map<string, Session>();
+
+  // Host-header validation, then express.json() (body-parser default limit: 100kb).
+  const app = createMcpExpressApp({ host, ...(options.allowedHosts && { allowedHosts: [...options.allowedHosts] }) });
+  app.disable('x-powered-by');
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+
+  const auth = requireBearerAuth({
+    verifier: options.verifier,
+    ...(options.requiredScopes && { requiredScopes: [...options.requiredScopes] }),
+    ...(options.resourceMetadataUrl && { resourceMetadataUrl: options.resourceMetadataUrl }),
+  });
+
+  /** The session a request names, or an error answer already sent. */
+  const sessionOf = (req: Request, res: Response): Session | undefined => {
+    const id = req.header('mcp-session-id');
+    if (!id) {
+      rpcError(res, 400, -32000, 'Bad Request: Mcp-Session-Id header is required; send initialize first');
+      return undefined;
+    }
+    const session = sessions.get(id);
+    // Another principal's session answers exactly like an unknown one: nothing to probe.
+    if (!session || session.owner !== ownerOf(req.auth)) {
+      rpcError(res, 404, -32001, 'Session not found; start a new session with initialize');
+      return undefined;
+    }
+    session.lastSeen = Date.now();
+    return session;
+  };
+
+  const handlePost: RequestHandler = async (req, res) => {
+    if (req.header('mcp-session-id') !== undefined) {
+      const session = sessionOf(req, res);
+      if (session) await session.transport.handleRequest(req, res, req.body);
+      return;
+    }
+    if (!isInitializeRequest(req.body)) {
+      rpcError(res, 400, -32000, 'Bad Request: no session; the first request must be initialize');
+      return;
+    }
+    if (sessions.size >= maxSessions) {
+      rpcError(res, 503, -32000, 'Too many open sessions; retry later');
+      return;
+    }
+    const owner = ownerOf(req.auth);
+    const server = options.buildServer();
+    const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      onsessioninitialized: (id) => {
+        sessions.set(id, { server, transport, owner, lastSeen: Date.now() });
+      },
+    });
+    transport.onclose = () => {
+      if (transport.sessionId) sessions.delete(transport.sessionId);
+    };
+    await server.connect(transport);
+    await transport.handleRequest(req, res, req.body);
+    // An initialize the transport refused opened no session: drop its server now.
+    if (transport.sessionId === undefined) await server.close();
+  };
+
+  const handleSessionRequest: RequestHandler = async (req, res) => {
+    const session = sessionOf(req, res);
+    if (session) await session.transport.handleRequest(req, res);
+  };
+
+  app.post(MCP_PATH, auth, guarded(handlePost, logger));
+  app.get(MCP_PATH, auth, guarded(handleSessionRequest, logger));
+  app.delete(MCP_PATH, auth, guarded(handleSessionRequest, logger));
+  app.all(MCP_PATH, (_req, res) => {
+    res.set('Allow', 'GET, POST, DELETE');
+    rpcError(res, 405, -32000, 'Method not allowed');
+  });
+  app.use((_req, res) => {
+    res.status(404).json({ error: 'not found' });
+  });
+  // Last: body-parser failures (too large, bad JSON) and anything thrown, as JSON without stack traces.
+  app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    const { status, type } = httpErrorOf(error);
+    if (status >= 500) logger.error('mcp http request failed', { error });
+    if (res.headersSent) return void res.end();
+    if (status === 413) rpcError(res, 413, -32000, 'Request body too large');
+    else if (type === 'entity.parse.failed') rpcError(res, 400, -32700, 'Parse error: body is not valid JSON');
+    else if (status >= 500) rpcError(res, 500, -32603, 'Internal server error');
+    else rpcError(res, status, -32600, 'Bad request');
+  });
+
+  const sweep = setInterval(() => {
+    const cutoff = Date.now() - idleMs;
+    for (const session of sessions.values()) {
+      if (session.lastSeen < cutoff) void session.server.close().catch((error) => logger.warn('closing idle session failed', { error }));
+    }
+  }, Math.min(idleMs, 60_000));
+  sweep.unref();
+
+  const httpServer = createServer(app);
+  await listen(httpServer, options.port ?? 0, host);
+  const { port } = httpServer.address() as AddressInfo;
+
+  return {
+    url: `http://${urlHost(host)}:${port}${MCP_PATH}`,
+    async close() {
+      clearInterval(sweep);
+      // server.close() closes its transport, whose onclose removes the session.
+      await Promise.allSettled([...sessions.values()].map((s) => s.server.close()));
+      sessions.clear();
+      await closeHttp(httpServer);
+    },
+  };
+}
+
+/** Sessions are bound to the token's principal: client id plus subject. */
+function ownerOf(auth: AuthInfo | undefined): string {
+  return JSON.stringify([auth?.clientId ?? null, auth?.extra?.['subject'] ?? null]);
+}
+
+/** Express 5 forwards rejections to the error middleware; this also covers a throw after headers went out. */
+function guarded(handler: RequestHandler, logger: Logger): RequestHandler {
+  return async (req, res, next) => {
+    try {
+      await handler(req, res, next);
+    } catch (error) {
+      if (!res.headersSent) return next(error);
+      logger.error('mcp http request failed after response started', { error });
+      res.end();
+    }
+  };
+}
+
+function rpcError(res: Response, status: number, code: number, message: string): void {
+  res.status(status).json({ jsonrpc: '2.0', error: { code, message }, id: null });
+}
+
+/** Status and body-parser `type` of an error passed to express, 500 when it names none. */
+function httpErrorOf(error: unknown): { status: number; type: unknown } {
+  const { status, type } = (error ?? {}) as { status?: unknown; type?: unknown };
+  return { status: typeof status === 'number' && status >= 400 && status < 600 ? status : 500, type };
+}
+
+function urlHost(host: string): string {
+  if (host === '0.0.0.0') return '127.0.0.1';
+  if (host === '::') return '[::1]';
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+function listen(server: HttpServer, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/** Stops accepting, lets in-flight requests finish briefly, then drops what is left. */
+function closeHttp(server: HttpServer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const force = setTimeout(() => server.closeAllConnections(), 2_000);
+    force.unref();
+    server.close((error) => {
+      clearTimeout(force);
+      if (error) reject(error);
+      else resolve();
+    });
+    server.closeIdleConnections();
+  });
+}

@@ -1,0 +1,396 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { App, Duration, Stack } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import { Certificate } from 'aws-cdk-lib/aws-certificatemanager';
+import { Vpc } from 'aws-cdk-lib/aws-ec2';
+import { ContainerImage } from 'aws-cdk-lib/aws-ecs';
+import { Stream, StreamMode } from 'aws-cdk-lib/aws-kinesis';
+import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { MarketStream } from '../../cdk/lib/constructs/market-stream.js';
+import { McpService, type McpServiceProps } from '../../cdk/lib/constructs/mcp-service.js';
+import { TimescaleWriter, type TimescaleWriterProps } from '../../cdk/lib/constructs/timescale-writer.js';
+import { definePlatform } from '../../cdk/lib/platform-app.js';
+import type { PlatformStack } from '../../cdk/lib/platform-stack.js';
+import { InvalidPropsError } from '../../cdk/lib/prop-checks.js';
+import { repoPath } from '../../cdk/lib/repo-paths.js';
+import { stageConfigFor, UnknownStageError } from '../../cdk/lib/stage-config.js';
+
+// The feature flags of cdk.json, so the tests synthesize what `cdk synth` does.
+const cdkJson = JSON.parse(readFileSync(repoPath('cdk.json'), 'utf8')) as { context: Record<string, unknown> };
+
+function appWith(context: Record<string, unknown>): App {
+  return new App({ context: { ...cdkJson.context, ...context } });
+}
+
+const PROD_AUTH = {
+  jwtIssuer: 'https://idp.qicore.test/',
+  jwtAudience: 'qicore-mcp-prod',
+  jwksUrl: 'https://idp.qicore.test/.well-known/jwks.json',
+};
+const PROD_SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:111111111111:secret:qicore/prod/database-AbCdEf';
+const PROD_CERT_ARN = 'arn:aws:acm:eu-west-1:111111111111:certificate/00000000-0000-0000-0000-000000000000';
+
+const devConfig = stageConfigFor('dev');
+const prodConfig = stageConfigFor('prod');
+
+/** Logical id of the only resource of `type` in `template`. */
+function onlyId(template: Template, type: string): string {
+  const ids = Object.keys(template.findResources(type));
+  expect(ids, `${type} resources`).toHaveLength(1);
+  return ids[0]!;
+}
+
+// NodejsFunction runs esbuild in its constructor: both stages are built once for the whole file.
+let devApp: App;
+let devStack: PlatformStack;
+let dev: Template;
+let prodStack: PlatformStack;
+let prod: Template;
+
+beforeAll(() => {
+  devApp = appWith({ stage: 'dev' });
+  devStack = definePlatform(devApp, {});
+  dev = Template.fromStack(devStack);
+  prodStack = definePlatform(
+    appWith({ stage: 'prod', ...PROD_AUTH, databaseSecretArn: PROD_SECRET_ARN, mcpCertificateArn: PROD_CERT_ARN }),
+    {},
+  );
+  prod = Template.fromStack(prodStack);
+});
+
+describe('PlatformStack: market stream', () => {
+  it('is a KMS-encrypted Kinesis stream sized by the stage', () => {
+    dev.resourceCountIs('AWS::Kinesis::Stream', 1);
+    dev.hasResourceProperties('AWS::Kinesis::Stream', {
+      ShardCount: devConfig.stream.shardCount,
+      RetentionPeriodHours: devConfig.stream.retentionPeriod.toHours(),
+      StreamEncryption: { EncryptionType: 'KMS', KeyId: 'alias/aws/kinesis' },
+      StreamModeDetails: { StreamMode: 'PROVISIONED' },
+    });
+  });
+});
+
+describe('PlatformStack: timescale writer', () => {
+  it('is a Node 20 ARM64 function bundled as ESM that gets the database secret ARN', () => {
+    const secretId = onlyId(dev, 'AWS::SecretsManager::Secret');
+    dev.hasResourceProperties('AWS::Lambda::Function', {
+      Runtime: 'nodejs20.x',
+      Architectures: ['arm64'],
+      Handler: 'index.handler',
+      MemorySize: devConfig.writer.memorySize,
+      Timeout: devConfig.writer.timeout.toSeconds(),
+      Environment: {
+        Variables: {
+          DATABASE_SECRET_ARN: { Ref: secretId },
+          LOG_LEVEL: 'info',
+          NODE_OPTIONS: '--enable-source-maps',
+        },
+      },
+    });
+  });
+
+  it('consumes the stream with bisection, partial batch failures and a failure queue, sized by the stage', () => {
+    const streamId = onlyId(dev, 'AWS::Kinesis::Stream');
+    const queueId = onlyId(dev, 'AWS::SQS::Queue');
+    dev.resourceCountIs('AWS::Lambda::EventSourceMapping', 1);
+    dev.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      EventSourceArn: { 'Fn::GetAtt': [streamId, 'Arn'] },
+      BisectBatchOnFunctionError: true,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      BatchSize: devConfig.writer.batchSize,
+      MaximumBatchingWindowInSeconds: devConfig.writer.maxBatchingWindow.toSeconds(),
+      ParallelizationFactor: devConfig.writer.parallelizationFactor,
+      MaximumRetryAttempts: devConfig.writer.retryAttempts,
+      StartingPosition: 'LATEST',
+      DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [queueId, 'Arn'] } } },
+    });
+    prod.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      BatchSize: prodConfig.writer.batchSize,
+      MaximumBatchingWindowInSeconds: prodConfig.writer.maxBatchingWindow.toSeconds(),
+      ParallelizationFactor: prodConfig.writer.parallelizationFactor,
+    });
+    dev.hasResourceProperties('AWS::SQS::Queue', { SqsManagedSseEnabled: true, MessageRetentionPeriod: 14 * 24 * 3600 });
+  });
+
+  it("lets the function's role read the stream and the secret and send to the failure queue", () => {
+    const streamId = onlyId(dev, 'AWS::Kinesis::Stream');
+    const secretId = onlyId(dev, 'AWS::SecretsManager::Secret');
+    const queueId = onlyId(dev, 'AWS::SQS::Queue');
+    const writer = Object.values(dev.findResources('AWS::Lambda::Function', { Properties: { Runtime: 'nodejs20.x' } }));
+    expect(writer).toHaveLength(1);
+    const roleId = (writer[0]!['Properties'] as { Role: { 'Fn::GetAtt': [string, string] } }).Role['Fn::GetAtt'][0];
+
+    // One assertion per grant: arrayWith matches in order, and grant order is not a contract.
+    const grants: Array<[string[], unknown]> = [
+      [['kinesis:DescribeStream', 'kinesis:GetRecords', 'kinesis:GetShardIterator', 'kinesis:ListShards'], { 'Fn::GetAtt': [streamId, 'Arn'] }],
+      [['secretsmanager:GetSecretValue'], { Ref: secretId }],
+      [['sqs:SendMessage'], { 'Fn::GetAtt': [queueId, 'Arn'] }],
+    ];
+    for (const [actions, resource] of grants) {
+      dev.hasResourceProperties('AWS::IAM::Policy', {
+        Roles: [{ Ref: roleId }],
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            Match.objectLike({ Effect: 'Allow', Action: Match.arrayWith(actions), Resource: resource }),
+          ]),
+        },
+      });
+    }
+  });
+
+  it('keeps its logs for the stage retention', () => {
+    dev.allResourcesProperties('AWS::Logs::LogGroup', { RetentionInDays: 7 });
+    prod.allResourcesProperties('AWS::Logs::LogGroup', { RetentionInDays: 90 });
+  });
+});
+
+describe('PlatformStack: MCP service', () => {
+  it('runs on Fargate (ARM64, private subnets) behind an internet-facing ALB that probes /healthz', () => {
+    dev.resourceCountIs('AWS::ECS::Service', 1);
+    dev.hasResourceProperties('AWS::ECS::Service', {
+      LaunchType: 'FARGATE',
+      DesiredCount: devConfig.mcp.desiredCount,
+      DeploymentConfiguration: Match.objectLike({ DeploymentCircuitBreaker: { Enable: true, Rollback: true } }),
+      NetworkConfiguration: { AwsvpcConfiguration: Match.objectLike({ AssignPublicIp: 'DISABLED' }) },
+    });
+    dev.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      Cpu: String(devConfig.mcp.cpu),
+      Memory: String(devConfig.mcp.memoryLimitMiB),
+      RuntimePlatform: { CpuArchitecture: 'ARM64', OperatingSystemFamily: 'LINUX' },
+      ContainerDefinitions: [
+        Match.objectLike({
+          Name: 'mcp-server',
+          PortMappings: [Match.objectLike({ ContainerPort: 8080 })],
+          Environment: Match.arrayWith([
+            { Name: 'MCP_HOST', Value: '0.0.0.0' },
+            { Name: 'MCP_PORT', Value: '8080' },
+            Match.objectLike({ Name: 'JWT_JWKS_URL' }),
+          ]),
+          Secrets: [{ Name: 'DATABASE_URL', ValueFrom: { Ref: onlyId(dev, 'AWS::SecretsManager::Secret') } }],
+        }),
+      ],
+    });
+    dev.resourceCountIs('AWS::ElasticLoadBalancingV2::LoadBalancer', 1);
+    dev.hasResourceProperties('AWS::ElasticLoadBalancingV2::LoadBalancer', {
+      Scheme: 'internet-facing',
+      LoadBalancerAttributes: Match.arrayWith([{ Key: 'idle_timeout.timeout_seconds', Value: '300' }]),
+    });
+    dev.hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', {
+      HealthCheckPath: '/healthz',
+      Matcher: { HttpCode: '200' },
+      TargetType: 'ip',
+    });
+  });
+
+  it('builds its image from functions/mcp-server/Dockerfile for arm64 without node_modules in the context', () => {
+    const assembly = devApp.synth();
+    const manifest = JSON.parse(readFileSync(join(assembly.directory, `${devStack.artifactId}.assets.json`), 'utf8')) as {
+      dockerImages: Record<string, { source: { directory: string; dockerFile?: string; platform?: string } }>;
+    };
+    const images = Object.values(manifest.dockerImages);
+    expect(images).toHaveLength(1);
+    const { source } = images[0]!;
+    expect(source.dockerFile).toBe('functions/mcp-server/Dockerfile');
+    expect(source.platform).toBe('linux/arm64');
+    const context = join(assembly.directory, source.directory);
+    expect(existsSync(join(context, 'functions/mcp-server/Dockerfile'))).toBe(true);
+    expect(existsSync(join(context, 'package-lock.json'))).toBe(true);
+    for (const ignored of ['node_modules', '.git', 'cdk.out', 'tests', '.data']) {
+      expect(existsSync(join(context, ignored)), ignored).toBe(false);
+    }
+  });
+
+  it('does not grant the task any stream access unless given a stream', () => {
+    const streamId = onlyId(dev, 'AWS::Kinesis::Stream');
+    const readers = dev.findResources('AWS::IAM::Policy', {
+      Properties: {
+        PolicyDocument: {
+          Statement: Match.arrayWith([Match.objectLike({ Resource: { 'Fn::GetAtt': [streamId, 'Arn'] } })]),
+        },
+      },
+    });
+    expect(Object.keys(readers)).toEqual([expect.stringMatching(/^TimescaleWriterFunctionServiceRole/)]);
+  });
+
+  it('passes JWT settings from context and serves HTTPS with an HTTP redirect when given a certificate', () => {
+    prod.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: [
+        Match.objectLike({
+          Environment: Match.arrayWith([
+            { Name: 'JWT_ISSUER', Value: PROD_AUTH.jwtIssuer },
+            { Name: 'JWT_AUDIENCE', Value: PROD_AUTH.jwtAudience },
+            { Name: 'JWT_JWKS_URL', Value: PROD_AUTH.jwksUrl },
+          ]),
+          Secrets: [{ Name: 'DATABASE_URL', ValueFrom: PROD_SECRET_ARN }],
+        }),
+      ],
+    });
+    prod.hasResourceProperties('AWS::ElasticLoadBalancingV2::Listener', {
+      Protocol: 'HTTPS',
+      Port: 443,
+      Certificates: [{ CertificateArn: PROD_CERT_ARN }],
+    });
+    prod.hasResourceProperties('AWS::ElasticLoadBalancingV2::Listener', {
+      Protocol: 'HTTP',
+      Port: 80,
+      DefaultActions: [Match.objectLike({ Type: 'redirect' })],
+    });
+    // an existing secret is referenced, never created
+    prod.resourceCountIs('AWS::SecretsManager::Secret', 0);
+  });
+
+  it('warns when JWT settings are placeholders or the listener is plain HTTP', () => {
+    const devNotes = Annotations.fromStack(devStack);
+    devNotes.hasWarning('/Qicore-dev', Match.stringLikeRegexp('JWT settings are placeholders'));
+    devNotes.hasWarning('/Qicore-dev/McpService', Match.stringLikeRegexp('plain HTTP'));
+    const prodNotes = Annotations.fromStack(prodStack);
+    prodNotes.hasNoWarning('*', Match.stringLikeRegexp('placeholders|plain HTTP'));
+  });
+});
+
+describe('PlatformStack: stages', () => {
+  it('names and tags the stack by stage', () => {
+    expect(devStack.stackName).toBe('Qicore-dev');
+    expect(prodStack.stackName).toBe('Qicore-prod');
+    expect(devStack.tags.tagValues()).toEqual({ project: 'qicore', stage: 'dev' });
+    expect(prodStack.tags.tagValues()).toEqual({ project: 'qicore', stage: 'prod' });
+  });
+
+  it('gives prod more shards, tasks and NAT gateways than dev', () => {
+    const shards = (t: Template) => Object.values(t.findResources('AWS::Kinesis::Stream'))[0]!['Properties']['ShardCount'] as number;
+    const tasks = (t: Template) => Object.values(t.findResources('AWS::ECS::Service'))[0]!['Properties']['DesiredCount'] as number;
+    expect(shards(prod)).toBeGreaterThan(shards(dev));
+    expect(tasks(prod)).toBeGreaterThan(tasks(dev));
+    expect(Object.keys(prod.findResources('AWS::EC2::NatGateway')).length).toBeGreaterThan(
+      Object.keys(dev.findResources('AWS::EC2::NatGateway')).length,
+    );
+  });
+
+  it('retains stateful resources in prod and deletes them in dev', () => {
+    for (const type of ['AWS::Kinesis::Stream', 'AWS::SQS::Queue', 'AWS::Logs::LogGroup']) {
+      prod.allResources(type, { DeletionPolicy: 'Retain', UpdateReplacePolicy: 'Retain' });
+      dev.allResources(type, { DeletionPolicy: 'Delete', UpdateReplacePolicy: 'Delete' });
+    }
+    expect(prodStack.terminationProtection).toBe(true);
+    expect(devStack.terminationProtection).toBe(false);
+  });
+
+  it('puts the VPC in two AZs with private subnets for tasks', () => {
+    dev.resourceCountIs('AWS::EC2::Subnet', 4);
+    dev.resourcePropertiesCountIs('AWS::EC2::Subnet', { MapPublicIpOnLaunch: false }, 2);
+  });
+
+  it('rejects an unknown stage naming it and the accepted ones', () => {
+    expect(() => definePlatform(appWith({ stage: 'qa' }), {})).toThrow(UnknownStageError);
+    expect(() => definePlatform(appWith({ stage: 'qa' }), {})).toThrow(
+      "unknown stage 'qa': accepted stages are dev, staging, prod (pass -c stage=<name>)",
+    );
+    expect(() => stageConfigFor('Prod')).toThrow(/unknown stage 'Prod'/);
+  });
+
+  it('uses the CLI account and region when present', () => {
+    const stack = definePlatformLight({ CDK_DEFAULT_ACCOUNT: '123456789012', CDK_DEFAULT_REGION: 'eu-west-1' });
+    expect(stack.account).toBe('123456789012');
+    expect(stack.region).toBe('eu-west-1');
+  });
+});
+
+/** The platform stack for stage dev with `env`, without paying for a second synth. */
+function definePlatformLight(env: NodeJS.ProcessEnv): PlatformStack {
+  // Constructing is enough to read account and region; bundling is cached from beforeAll.
+  return definePlatform(appWith({ stage: 'dev' }), env);
+}
+
+describe('construct props validation', () => {
+  const fixture = () => {
+    const stack = new Stack(appWith({}), 'Fixture');
+    return {
+      stack,
+      stream: new Stream(stack, 'Stream'),
+      secret: new Secret(stack, 'Secret'),
+      vpc: new Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 1 }),
+    };
+  };
+  const writer = (overrides: Partial<TimescaleWriterProps>) => {
+    const { stack, stream, secret } = fixture();
+    return () => new TimescaleWriter(stack, 'Writer', { stream, databaseSecret: secret, ...overrides });
+  };
+  const mcp = (overrides: Partial<McpServiceProps>) => {
+    const { stack, vpc } = fixture();
+    return () =>
+      new McpService(stack, 'Mcp', {
+        vpc,
+        image: ContainerImage.fromRegistry('public.ecr.aws/docker/library/node:20-slim'),
+        jwtIssuer: 'https://idp.example.com/',
+        jwtAudience: 'mcp',
+        jwksUrl: 'https://idp.example.com/jwks.json',
+        ...overrides,
+      });
+  };
+
+  it('rejects a batch size outside 1..10000 naming the value', () => {
+    expect(writer({ batchSize: 0 })).toThrow(InvalidPropsError);
+    expect(writer({ batchSize: 0 })).toThrow('Writer batchSize must be an integer from 1 to 10000 (the Kinesis event source limit), got 0');
+    expect(writer({ batchSize: 10_001 })).toThrow(/batchSize .* got 10001/);
+    expect(writer({ batchSize: 2.5 })).toThrow(/batchSize .* got 2.5/);
+  });
+
+  it('rejects a batching window, parallelization, retries or memory out of range', () => {
+    expect(writer({ maxBatchingWindow: Duration.minutes(6) })).toThrow(/maxBatchingWindow \(seconds\) .* 0 to 300 .* got 360/);
+    expect(writer({ parallelizationFactor: 11 })).toThrow(/parallelizationFactor .* 1 to 10 .* got 11/);
+    expect(writer({ retryAttempts: -1 })).toThrow(/retryAttempts .* got -1/);
+    expect(writer({ memorySize: 64 })).toThrow(/memorySize \(MB\) .* 128 to 10240 .* got 64/);
+  });
+
+  it('rejects shards on an on-demand stream and retention outside 24..8760 hours', () => {
+    const { stack } = fixture();
+    expect(() => new MarketStream(stack, 'OnDemand', { streamMode: StreamMode.ON_DEMAND, shardCount: 2 })).toThrow(
+      /OnDemand shardCount is 2 but streamMode is ON_DEMAND.*drop shardCount/,
+    );
+    expect(() => new MarketStream(stack, 'Short', { retentionPeriod: Duration.hours(12) })).toThrow(/retentionPeriod \(hours\) .* got 12/);
+    expect(() => new MarketStream(stack, 'NoShards', { shardCount: 0 })).toThrow(/shardCount .* got 0/);
+  });
+
+  it('rejects Fargate sizes that do not exist, a non-https JWKS URL and an empty issuer', () => {
+    expect(mcp({ cpu: 300 })).toThrow(/cpu must be one of 256, 512, .* got 300/);
+    expect(mcp({ cpu: 256, memoryLimitMiB: 4096 })).toThrow('Mcp memoryLimitMiB 4096 does not fit cpu 256: Fargate accepts 512, 1024, 2048 MiB with it');
+    expect(mcp({ jwksUrl: 'http://idp.example.com/jwks.json' })).toThrow(/jwksUrl must use https/);
+    expect(mcp({ jwksUrl: 'idp.example.com' })).toThrow(/jwksUrl must be an absolute URL, got 'idp.example.com'/);
+    expect(mcp({ jwtIssuer: ' ' })).toThrow(/jwtIssuer is empty/);
+    expect(mcp({ desiredCount: 0 })).toThrow(/desiredCount .* got 0/);
+    expect(mcp({ containerPort: 80 })).toThrow(/containerPort .* unprivileged .* got 80/);
+  });
+
+  it('grants stream reads to the task and names the stream when given one', () => {
+    const { stack, vpc, stream } = fixture();
+    new McpService(stack, 'Mcp', {
+      vpc,
+      stream,
+      image: ContainerImage.fromRegistry('public.ecr.aws/docker/library/node:20-slim'),
+      certificate: Certificate.fromCertificateArn(stack, 'Cert', PROD_CERT_ARN),
+      jwtIssuer: 'https://idp.example.com/',
+      jwtAudience: 'mcp',
+      jwksUrl: 'https://idp.example.com/jwks.json',
+    });
+    const template = Template.fromStack(stack);
+    const streamId = onlyId(template, 'AWS::Kinesis::Stream');
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      Roles: [{ Ref: Match.stringLikeRegexp('^McpServiceTaskDefTaskRole') }],
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Action: Match.arrayWith(['kinesis:GetRecords', 'kinesis:GetShardIterator']),
+            Resource: { 'Fn::GetAtt': [streamId, 'Arn'] },
+          }),
+        ]),
+      },
+    });
+    template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: [
+        Match.objectLike({ Environment: Match.arrayWith([{ Name: 'MARKET_STREAM_NAME', Value: { Ref: streamId } }]) }),
+      ],
+    });
+  });
+});
