@@ -76,7 +76,7 @@ describe('PlatformStack: timescale writer', () => {
   it('is a Node 20 ARM64 function bundled as ESM that gets the database secret ARN', () => {
     const secretId = onlyId(dev, 'AWS::SecretsManager::Secret');
     dev.hasResourceProperties('AWS::Lambda::Function', {
-      Runtime: 'nodejs20.x',
+      Runtime: 'nodejs22.x',
       Architectures: ['arm64'],
       Handler: 'index.handler',
       MemorySize: devConfig.writer.memorySize,
@@ -103,7 +103,7 @@ describe('PlatformStack: timescale writer', () => {
       MaximumBatchingWindowInSeconds: devConfig.writer.maxBatchingWindow.toSeconds(),
       ParallelizationFactor: devConfig.writer.parallelizationFactor,
       MaximumRetryAttempts: devConfig.writer.retryAttempts,
-      StartingPosition: 'LATEST',
+      StartingPosition: 'TRIM_HORIZON',
       DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [queueId, 'Arn'] } } },
     });
     prod.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
@@ -118,7 +118,7 @@ describe('PlatformStack: timescale writer', () => {
     const streamId = onlyId(dev, 'AWS::Kinesis::Stream');
     const secretId = onlyId(dev, 'AWS::SecretsManager::Secret');
     const queueId = onlyId(dev, 'AWS::SQS::Queue');
-    const writer = Object.values(dev.findResources('AWS::Lambda::Function', { Properties: { Runtime: 'nodejs20.x' } }));
+    const writer = Object.values(dev.findResources('AWS::Lambda::Function', { Properties: { Runtime: 'nodejs22.x' } }));
     expect(writer).toHaveLength(1);
     const roleId = (writer[0]!['Properties'] as { Role: { 'Fn::GetAtt': [string, string] } }).Role['Fn::GetAtt'][0];
 
@@ -322,7 +322,7 @@ describe('construct props validation', () => {
     return () =>
       new McpService(stack, 'Mcp', {
         vpc,
-        image: ContainerImage.fromRegistry('public.ecr.aws/docker/library/node:20-slim'),
+        image: ContainerImage.fromRegistry('public.ecr.aws/docker/library/node:22-slim'),
         jwtIssuer: 'https://idp.example.com/',
         jwtAudience: 'mcp',
         jwksUrl: 'https://idp.example.com/jwks.json',
@@ -368,7 +368,7 @@ describe('construct props validation', () => {
     new McpService(stack, 'Mcp', {
       vpc,
       stream,
-      image: ContainerImage.fromRegistry('public.ecr.aws/docker/library/node:20-slim'),
+      image: ContainerImage.fromRegistry('public.ecr.aws/docker/library/node:22-slim'),
       certificate: Certificate.fromCertificateArn(stack, 'Cert', PROD_CERT_ARN),
       jwtIssuer: 'https://idp.example.com/',
       jwtAudience: 'mcp',

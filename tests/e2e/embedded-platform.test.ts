@@ -145,10 +145,12 @@ describe('embedded platform end to end', () => {
 
   it('serves the latest ticker with its age', async () => {
     const answer = (await call('get_ticker', { exchange: 'binance', symbol: 'BTC/USDT' })) as {
-      ticker: { last: number } | null;
+      ticker: { last: number; bid: number | null; ask: number | null } | null;
       freshness: { ageMs: number | null };
     };
     expect(answer.ticker?.last).toBeGreaterThan(0);
+    expect(answer.ticker!.bid).toBeGreaterThan(0);
+    expect(answer.ticker!.ask).toBeGreaterThan(answer.ticker!.bid!);
     expect(answer.freshness.ageMs).toBeGreaterThanOrEqual(0);
   });
 });

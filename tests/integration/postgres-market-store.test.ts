@@ -54,6 +54,16 @@ describe('PostgresMarketStore on PGlite', () => {
     ]);
   });
 
+  it('sums volumes exactly', async () => {
+    const q = { exchange: 'binance', symbol: 'SUM/USDT', timeframe: '1m', limit: 1 } as const;
+    await store.writeEvents([
+      trade({ symbol: 'SUM/USDT', id: '1', amount: 0.1 }),
+      trade({ symbol: 'SUM/USDT', id: '2', amount: 0.2 }),
+    ]);
+    expect((await store.candles(q))[0]?.volume).toBe(0.3);
+    expect((await store.candles({ ...q, timeframe: '1d' }))[0]?.volume).toBe(0.3);
+  });
+
   it('a late trade rebuilds its minute instead of being added twice', async () => {
     await store.writeEvents([trade({ id: '8', ts: T0, price: 97, amount: 1 })]);
     await store.writeEvents([trade({ id: '8', ts: T0, price: 97, amount: 1 })]);
@@ -92,7 +102,7 @@ describe('PostgresMarketStore on PGlite', () => {
     const [fiveMin] = await store.candles({ exchange: 'binance', symbol: 'BTC/USDT', timeframe: '5m', limit: 1 });
     expect(fiveMin?.source).toBe('mixed');
 
-    const feeds = await store.listFeeds();
+    const feeds = (await store.listFeeds()).filter((f) => f.symbol === 'BTC/USDT');
     const tradesFeed = feeds.find((f) => f.channel === 'trades');
     expect(tradesFeed).toMatchObject({ exchange: 'binance', symbol: 'BTC/USDT', firstTs: T0, lastTs: T0 + MIN + 10 });
     expect(feeds.map((f) => f.channel).sort()).toEqual(['books', 'candles', 'tickers', 'trades']);

@@ -61,7 +61,7 @@ export interface TimescaleWriterProps {
   readonly retryAttempts?: number;
   /**
    * Where a new mapping starts reading.
-   * @default StartingPosition.LATEST
+   * @default StartingPosition.TRIM_HORIZON (at-least-once: nothing written before the mapping exists is skipped)
    */
   readonly startingPosition?: StartingPosition;
   /**
@@ -131,7 +131,7 @@ export class TimescaleWriter extends Construct {
       handler: 'handler',
       projectRoot: repoPath(''),
       depsLockFilePath: repoPath('package-lock.json'),
-      runtime: Runtime.NODEJS_20_X,
+      runtime: Runtime.NODEJS_22_X,
       architecture: Architecture.ARM_64,
       memorySize,
       timeout,
@@ -149,7 +149,7 @@ export class TimescaleWriter extends Construct {
         // Local esbuild only: there is no Docker on build machines or in CI.
         forceDockerBundling: false,
         format: OutputFormat.ESM,
-        target: 'node20',
+        target: 'node22',
         mainFields: ['module', 'main'],
         banner: ESM_REQUIRE_BANNER,
         // keepNames: the platform's errors take their `name` from the class name.
@@ -173,7 +173,7 @@ export class TimescaleWriter extends Construct {
 
     fn.addEventSource(
       new KinesisEventSource(props.stream, {
-        startingPosition: props.startingPosition ?? StartingPosition.LATEST,
+        startingPosition: props.startingPosition ?? StartingPosition.TRIM_HORIZON,
         batchSize,
         maxBatchingWindow,
         parallelizationFactor,

@@ -1,17 +1,19 @@
-// Lambda entry: configuration and clients are built once per cold start, then every
-// invocation is one call into the shared consumer.
+// Lambda entry: configuration, the secret and clients are resolved once per cold start, then
+// every invocation is one call into the shared consumer.
 import { openPostgres } from '../../../layers/shared/src/adapters/stores/pg-client.js';
 import { PostgresMarketStore } from '../../../layers/shared/src/adapters/stores/postgres-market-store.js';
 import { ConsumerEnvSchema, parseEnv } from '../../../layers/shared/src/config/env.js';
+import { resolveDatabaseUrl } from '../../../layers/shared/src/config/secrets.js';
 import { createTimescaleWriterHandler } from '../../../layers/shared/src/consumers/timescale-writer.js';
 import { Counters } from '../../../layers/shared/src/observability/counters.js';
 import { createLogger } from '../../../layers/shared/src/observability/logger.js';
 
 const env = parseEnv(ConsumerEnvSchema);
 const logger = createLogger({ level: env.LOG_LEVEL, fields: { fn: 'timescale-writer' } });
+const databaseUrl = await resolveDatabaseUrl(env);
 
 export const handler = createTimescaleWriterHandler({
-  writer: new PostgresMarketStore(openPostgres(env.DATABASE_URL, { max: 1 })),
+  writer: new PostgresMarketStore(openPostgres(databaseUrl, { max: 1 })),
   logger,
   counters: new Counters(),
   source: 'timescale-writer',

@@ -42,7 +42,7 @@ export async function startCollectorService(options: CollectorServiceOptions): P
   const counters = { collector: new Counters<CollectorCounter>(), batcher: new Counters<BatcherCounter>() };
   const batcher = new EventBatcher({ bus: options.bus, logger, counters: counters.batcher });
   const collector = new MarketCollector({
-    targets: exchanges.map((c) => ({ exchange: c.exchange, symbols: c.symbols })),
+    targets: exchanges.map((c) => ({ exchange: c.exchange, symbols: c.symbols, watchParams: c.watchParams })),
     batcher,
     logger,
     counters: counters.collector,

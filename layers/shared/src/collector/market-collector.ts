@@ -21,7 +21,7 @@ export const COLLECTOR_CHANNELS: readonly CollectorChannel[] = ['trades', 'ticke
 export interface WatchingExchange {
   readonly id: string;
   watchTrades(symbol: string): Promise<readonly CcxtTradeLike[]>;
-  watchTicker(symbol: string): Promise<CcxtTickerLike>;
+  watchTicker(symbol: string, params?: Record<string, unknown>): Promise<CcxtTickerLike>;
   watchOrderBook(symbol: string): Promise<CcxtOrderBookLike>;
   close(): Promise<unknown>;
 }
@@ -29,6 +29,8 @@ export interface WatchingExchange {
 export interface CollectorTarget {
   readonly exchange: WatchingExchange;
   readonly symbols: readonly string[];
+  /** exchange-specific params for watch calls */
+  readonly watchParams?: { readonly ticker?: Readonly<Record<string, unknown>> };
 }
 
 export type CollectorCounter = 'messages' | 'events' | 'rejected' | 'watch_errors' | 'reconnects';
@@ -79,7 +81,7 @@ export class MarketCollector {
         for (const channel of channels) {
           const feed: FeedState = { exchange: target.exchange.id, symbol, channel, messages: 0, errors: 0, lastMessageAt: null, lastError: null };
           this.feeds.push(feed);
-          this.loops.push(this.run(target.exchange, feed));
+          this.loops.push(this.run(target, feed));
         }
       }
     }
@@ -96,11 +98,11 @@ export class MarketCollector {
     this.options.batcher.stop();
   }
 
-  private async run(exchange: WatchingExchange, feed: FeedState): Promise<void> {
+  private async run(target: CollectorTarget, feed: FeedState): Promise<void> {
     const { logger, counters, clock } = this.options;
     const log = logger.child({ exchange: feed.exchange, symbol: feed.symbol, channel: feed.channel });
     const backoff = new Backoff();
-    const next = this.watcher(exchange, feed);
+    const next = this.watcher(target, feed);
     while (this.running) {
       try {
         const events = await next();
@@ -129,8 +131,10 @@ export class MarketCollector {
   }
 
   /** One call of the channel's watch, normalized; bad items are counted and skipped, never thrown. */
-  private watcher(exchange: WatchingExchange, feed: FeedState): () => Promise<MarketEvent[]> {
+  private watcher(target: CollectorTarget, feed: FeedState): () => Promise<MarketEvent[]> {
     const { clock } = this.options;
+    const { exchange } = target;
+    const tickerParams = { ...target.watchParams?.ticker };
     const depth = this.options.bookDepth ?? 20;
     const interval = this.options.bookIntervalMs ?? 1_000;
     let lastBookAt = 0;
@@ -143,7 +147,7 @@ export class MarketCollector {
         };
       case 'tickers':
         return async () => {
-          const ticker = await exchange.watchTicker(feed.symbol);
+          const ticker = await exchange.watchTicker(feed.symbol, tickerParams);
           return this.each(feed, [ticker], (t) => normalizeTicker(exchange.id, t, clock.now()));
         };
       case 'books':

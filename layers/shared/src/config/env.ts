@@ -13,14 +13,25 @@ export function parseEnv<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv 
 
 export const LogLevelSchema = z.enum(['debug', 'info', 'warn', 'error']).default('info');
 
-/** Environment of the store-writing consumers. */
-export const ConsumerEnvSchema = z.object({
-  DATABASE_URL: z
-    .string()
-    .regex(/^postgres(ql)?:\/\//, 'a postgres:// connection URL')
-    .describe('PostgreSQL/TimescaleDB connection URL'),
-  LOG_LEVEL: LogLevelSchema,
-});
+/** Environment of the store-writing consumers: the database URL itself (local) or its secret (AWS). */
+export const ConsumerEnvSchema = z
+  .object({
+    DATABASE_URL: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, 'a postgres:// connection URL')
+      .optional()
+      .describe('PostgreSQL/TimescaleDB connection URL'),
+    DATABASE_SECRET_ARN: z
+      .string()
+      .regex(/^arn:aws[a-z-]*:secretsmanager:/, 'a Secrets Manager secret ARN')
+      .optional()
+      .describe('secret whose SecretString is the connection URL'),
+    LOG_LEVEL: LogLevelSchema,
+  })
+  .refine((e) => e.DATABASE_URL !== undefined || e.DATABASE_SECRET_ARN !== undefined, {
+    message: 'set DATABASE_SECRET_ARN (AWS) or DATABASE_URL (local)',
+    path: ['DATABASE_URL'],
+  });
 
 const csv = z
   .string()

@@ -23,7 +23,18 @@ export interface ConnectedExchange {
   readonly exchange: ProExchange & WatchingExchange;
   /** the requested symbols the exchange lists */
   readonly symbols: readonly string[];
+  readonly watchParams: WatchParams;
 }
+
+/** Extra params per watch call, where an exchange's default stream lacks what the platform keeps. */
+export interface WatchParams {
+  readonly ticker?: Readonly<Record<string, unknown>>;
+}
+
+const WATCH_PARAMS: Readonly<Record<string, WatchParams>> = {
+  // ccxt.pro's binance watchTicker defaults to @miniTicker, which has no bid/ask; @ticker has both.
+  binance: { ticker: { name: 'ticker' } },
+};
 
 /** Creates a ccxt.pro client: rate limits on, watch calls return only new updates. */
 export function createProExchange(id: string, timeoutMs = 10_000): ProExchange {
@@ -63,7 +74,7 @@ export async function connectExchanges(
       const listed = wanted.filter((s) => exchange.markets?.[s] !== undefined);
       const missing = wanted.filter((s) => exchange.markets?.[s] === undefined);
       if (missing.length > 0) logger.warn('symbols not listed by the exchange; skipped', { exchange: id, missing });
-      return { exchange: exchange as ProExchange & WatchingExchange, symbols: listed };
+      return { exchange: exchange as ProExchange & WatchingExchange, symbols: listed, watchParams: WATCH_PARAMS[id] ?? {} };
     }),
   );
   const connected: ConnectedExchange[] = [];

@@ -164,7 +164,7 @@ export class PostgresMarketStore implements MarketStore {
        )
        SELECT $1::text AS exchange, $2::text AS symbol, bucket AS ts,
               (array_agg(open ORDER BY t))[1] AS open, max(high) AS high, min(low) AS low,
-              (array_agg(close ORDER BY t DESC))[1] AS close, sum(volume) AS volume, sum(trades)::int AS trades,
+              (array_agg(close ORDER BY t DESC))[1] AS close, sum(volume::numeric)::float8 AS volume, sum(trades)::int AS trades,
               CASE WHEN count(DISTINCT source) > 1 THEN 'mixed' ELSE min(source) END AS source
        FROM bucketed GROUP BY bucket ORDER BY bucket ${dir} LIMIT ${limitP}`,
       params,
@@ -197,7 +197,8 @@ async function insertTrades(tx: SqlExecutor, trades: readonly Trade[]): Promise<
     [JSON.stringify(rows)],
   );
   // Candles are rebuilt from the stored trades of every touched minute: a replayed or late trade
-  // can never count twice, and the candle always equals what its trades imply.
+  // can never count twice, and the candle always equals what its trades imply. Volumes are summed
+  // as numeric so 0.1 + 0.2 stays 0.3.
   const minutes = new Map<string, { exchange: string; symbol: string; minute: number }>();
   for (const t of trades) {
     const minute = bucketStart(t.ts, '1m');
@@ -209,7 +210,7 @@ async function insertTrades(tx: SqlExecutor, trades: readonly Trade[]): Promise<
             (array_agg(t.price ORDER BY t.ts, length(t.trade_id), t.trade_id))[1],
             max(t.price), min(t.price),
             (array_agg(t.price ORDER BY t.ts DESC, length(t.trade_id) DESC, t.trade_id DESC))[1],
-            sum(t.amount), count(*)
+            sum(t.amount::numeric)::float8, count(*)
      FROM jsonb_to_recordset($1::jsonb) AS k(exchange text, symbol text, minute bigint)
      JOIN trades t ON t.exchange = k.exchange AND t.symbol = k.symbol
       AND t.ts >= ms_to_ts(k.minute) AND t.ts < ms_to_ts(k.minute + 60000)
