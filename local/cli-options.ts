@@ -19,6 +19,8 @@ Options (each also readable from the environment variable in brackets):
   --host HOST              MCP server address                             [MCP_HOST] (127.0.0.1)
   --port PORT              MCP server port, 0 for any free one           [MCP_PORT] (8787)
   --data-dir DIR           database, dev JWT secret                       [DATA_DIR] (./.data)
+  --database-url URL       PostgreSQL/TimescaleDB instead of the embedded
+                           database, e.g. postgres://user@127.0.0.1:5432/db [DATABASE_URL]
   --stdio                  serve MCP on stdin/stdout instead of HTTP (desktop clients);
                            everything else goes to stderr
   --status-interval SEC    seconds between status lines, 0 for none      [STATUS_INTERVAL] (5)
@@ -46,6 +48,7 @@ const OptionsSchema = z.object({
   host: z.string().min(1),
   port: int('--port', 0, 65535),
   dataDir: z.string().min(1),
+  databaseUrl: z.string().regex(/^postgres(ql)?:\/\//, '--database-url must be a postgres:// URL').optional(),
   stdio: z.boolean(),
   statusInterval: int('--status-interval', 0, 3600),
   simSeed: int('--sim-seed', 0, 2 ** 31 - 1),
@@ -73,6 +76,7 @@ export function parseLocalOptions(argv: readonly string[], env: NodeJS.ProcessEn
         host: { type: 'string' },
         port: { type: 'string' },
         'data-dir': { type: 'string' },
+        'database-url': { type: 'string' },
         stdio: { type: 'boolean' },
         'status-interval': { type: 'string' },
         'sim-seed': { type: 'string' },
@@ -90,6 +94,7 @@ export function parseLocalOptions(argv: readonly string[], env: NodeJS.ProcessEn
     host: values.host ?? env.MCP_HOST ?? '127.0.0.1',
     port: values.port ?? env.MCP_PORT ?? 8787,
     dataDir: values['data-dir'] ?? env.DATA_DIR ?? '.data',
+    databaseUrl: values['database-url'] ?? env.DATABASE_URL,
     stdio: values.stdio ?? false,
     statusInterval: values['status-interval'] ?? env.STATUS_INTERVAL ?? 5,
     simSeed: values['sim-seed'] ?? env.SIM_SEED ?? 42,

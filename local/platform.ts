@@ -4,6 +4,7 @@ import type { ConnectedExchange } from '../layers/shared/src/adapters/exchange/c
 import { applyEndpointOverride } from '../layers/shared/src/adapters/exchange/endpoint-overrides.js';
 import { runMigrations, type MigrationReport } from '../layers/shared/src/adapters/stores/migrations.js';
 import { openPglite } from '../layers/shared/src/adapters/stores/pglite-client.js';
+import { openPostgres } from '../layers/shared/src/adapters/stores/pg-client.js';
 import { PostgresMarketStore } from '../layers/shared/src/adapters/stores/postgres-market-store.js';
 import { MemoryStream } from '../layers/shared/src/adapters/stream/memory-stream-bus.js';
 import { startCollectorService } from '../layers/shared/src/collector/collector-service.js';
@@ -41,6 +42,8 @@ export interface LocalPlatformOptions {
   readonly logger: Logger;
   /** in-memory database instead of one persisted under dataDir (tests) */
   readonly ephemeral?: boolean;
+  /** PostgreSQL/TimescaleDB instead of the embedded database */
+  readonly databaseUrl?: string | undefined;
   /** stored book snapshots at most this often per market */
   readonly bookIntervalMs?: number;
 }
@@ -82,7 +85,9 @@ export async function startLocalPlatform(options: LocalPlatformOptions): Promise
   };
   try {
     await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
-    const db = await openPglite(options.ephemeral ? undefined : join(options.dataDir, 'pgdata'));
+    const db = options.databaseUrl
+      ? openPostgres(options.databaseUrl)
+      : await openPglite(options.ephemeral ? undefined : join(options.dataDir, 'pgdata'));
     const store = new PostgresMarketStore(db);
     cleanup.push(() => store.close());
     const migrations = await runMigrations(db);

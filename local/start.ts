@@ -36,7 +36,8 @@ async function main(): Promise<number> {
     }
     throw error;
   }
-  say(`qicore: data in ${options.dataDir} (PGlite, ${platform.migrations.path} schema)`);
+  const where = options.databaseUrl ? `PostgreSQL at ${redactUrl(options.databaseUrl)}` : `PGlite in ${options.dataDir}`;
+  say(`qicore: store: ${where} (${platform.migrations.path} schema)`);
   if (platform.sim) say(`qicore: simulated exchange at ${platform.sim.httpUrl} (seed ${options.simSeed})`);
   if (platform.mcpUrl) {
     say(`\nMCP endpoint:  ${platform.mcpUrl}`);
@@ -68,6 +69,17 @@ async function main(): Promise<number> {
   await platform.stop();
   say('qicore: stopped');
   return 0;
+}
+
+/** The URL without its password, for the console. */
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'postgres://(unparseable URL)';
+  }
 }
 
 function statusLine(s: StatusFigures, rate: number): string {

@@ -707,27 +707,14 @@ class SymbolMarket {
 
   // -- queries -------------------------------------------------------------------------------
 
-  /** Index of the first trade with ts >= t (binary search; trades are in time order). */
+  /** Index of the first trade with ts >= t (trades are in time order). */
   tradeIndexAtOrAfter(t: number): number {
-    let lo = 0;
-    let hi = this.trades.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.trades[mid]!.ts < t) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
+    return firstAtOrAfter(this.trades, t);
   }
 
+  /** Index of the first aggregate trade with ts >= t. */
   aggIndexAtOrAfter(t: number): number {
-    let lo = 0;
-    let hi = this.aggregates.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.aggregates[mid]!.ts < t) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
+    return firstAtOrAfter(this.aggregates, t);
   }
 
   stats(now: number): Stats24h {
@@ -1130,4 +1117,16 @@ export class SimulatedMarket {
     }
     return out.reverse();
   }
+}
+
+/** Binary search: index of the first item with ts >= t in a list sorted by ts. */
+function firstAtOrAfter(items: readonly { readonly ts: number }[], t: number): number {
+  let lo = 0;
+  let hi = items.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (items[mid]!.ts < t) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

@@ -3,11 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { bucketStart } from '../../layers/shared/src/domain/index.js';
 import { silentLogger } from '../../layers/shared/src/observability/logger.js';
 import { startLocalPlatform, type LocalPlatform } from '../../local/platform.js';
 import type { PrintedTrade } from '../../local/sim/market.js';
+import { createTestDatabase, type TestDatabase } from '../support/databases.js';
+import { forEachStoreBackend } from '../support/store-backends.js';
 
 const SYMBOLS = ['BTC/USDT', 'ETH/USDT'];
 
@@ -21,8 +23,9 @@ interface ToolAnswer {
  * simulator -> ccxt.pro collector -> in-process stream -> Lambda-shaped timescale-writer ->
  * PGlite -> MCP server over HTTP with a JWT -> SDK client.
  */
-describe('embedded platform end to end', () => {
+forEachStoreBackend('platform end to end', (backend, serverUrl) => {
   let platform: LocalPlatform;
+  let database: TestDatabase | undefined;
   let client: Client;
   let dataDir: string;
   const printed = new Map<string, readonly PrintedTrade[]>();
@@ -35,7 +38,9 @@ describe('embedded platform end to end', () => {
 
   beforeAll(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'qicore-e2e-'));
+    if (backend === 'postgres') database = await createTestDatabase('postgres', serverUrl);
     platform = await startLocalPlatform({
+      databaseUrl: database?.url ?? undefined,
       source: 'sim',
       markets: new Map([['binance', SYMBOLS]]),
       dataDir,
@@ -74,6 +79,7 @@ describe('embedded platform end to end', () => {
   afterAll(async () => {
     await client?.close();
     await platform?.stop();
+    await database?.dispose();
     await rm(dataDir, { recursive: true, force: true });
   });
 

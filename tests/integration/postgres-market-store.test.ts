@@ -1,24 +1,31 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runMigrations } from '../../layers/shared/src/adapters/stores/migrations.js';
-import { openPglite } from '../../layers/shared/src/adapters/stores/pglite-client.js';
 import { PostgresMarketStore } from '../../layers/shared/src/adapters/stores/postgres-market-store.js';
 import type { SqlClient } from '../../layers/shared/src/adapters/stores/sql-client.js';
+import { createTestDatabase, type TestDatabase } from '../support/databases.js';
+import { forEachStoreBackend } from '../support/store-backends.js';
 import { T0, book, candle, ticker, trade } from '../fixtures/events.js';
 
 const MIN = 60_000;
 
-describe('PostgresMarketStore on PGlite', () => {
+forEachStoreBackend('PostgresMarketStore', (backend, serverUrl) => {
+  let testDb: TestDatabase;
   let db: SqlClient;
   let store: PostgresMarketStore;
 
   beforeAll(async () => {
-    db = await openPglite();
-    const report = await runMigrations(db);
-    expect(report.path).toBe('postgres');
-    expect(report.applied.length).toBeGreaterThan(0);
+    testDb = await createTestDatabase(backend, serverUrl);
+    db = testDb.db;
     store = new PostgresMarketStore(db);
   });
-  afterAll(() => store.close());
+  afterAll(() => testDb.dispose());
+
+  it('migrated on the plain-PostgreSQL path (no TimescaleDB here)', async () => {
+    const { rows } = await db.query<{ version: string }>('SELECT version FROM schema_migrations ORDER BY version');
+    expect(rows.map((r) => r.version)).toEqual(['0001']);
+    const ext = await db.query("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'");
+    expect((await runMigrations(db)).path).toBe(ext.rows.length ? 'timescaledb' : 'postgres');
+  });
 
   it('re-running migrations applies nothing', async () => {
     const again = await runMigrations(db);

@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import { RecordDecodeError } from '../domain/errors.js';
 import type { MarketEvent } from '../domain/index.js';
 import { MarketEventSchema, formatIssues } from '../domain/index.js';
@@ -5,6 +6,8 @@ import { MarketEventSchema, formatIssues } from '../domain/index.js';
 /** Envelope version written into every record, so the format can change without breaking consumers. */
 export const RECORD_FORMAT_VERSION = 1;
 
+// compiled once: consumers validate every event of every record
+const EventParser = z.compile(MarketEventSchema);
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
@@ -36,7 +39,7 @@ export function decodeEvents(data: Uint8Array): DecodedRecord {
   const events: MarketEvent[] = [];
   const rejected: { payload: unknown; reason: string }[] = [];
   for (const item of raw) {
-    const parsed = MarketEventSchema.safeParse(item);
+    const parsed = EventParser.safeParse(item);
     if (parsed.success) events.push(parsed.data);
     else rejected.push({ payload: item, reason: formatIssues(parsed.error.issues) });
   }
