@@ -25,8 +25,16 @@ export interface StoreWriterDeps {
   onWritten?(events: readonly MarketEvent[], summary: WriteSummary): void;
 }
 
+/** A stream record as any transport delivers it (Kinesis record, Kafka message). */
+export interface IncomingRecord {
+  /** what the event source retries by: Kinesis sequence number, or `topic-partition@offset` */
+  readonly id: string;
+  readonly partitionKey: string | null;
+  readonly data: Uint8Array;
+}
+
 interface Decoded {
-  readonly record: KinesisStreamRecord;
+  readonly record: IncomingRecord;
   readonly events: readonly MarketEvent[];
 }
 
@@ -36,15 +44,29 @@ interface Decoded {
  * `batchItemFailures` so the event source retries from it (the store is idempotent).
  */
 export async function writeKinesisBatch(event: KinesisStreamEvent, deps: StoreWriterDeps): Promise<KinesisStreamBatchResponse> {
+  const records = event.Records.map(
+    (r: KinesisStreamRecord): IncomingRecord => ({
+      id: r.kinesis.sequenceNumber,
+      partitionKey: r.kinesis.partitionKey,
+      data: Buffer.from(r.kinesis.data, 'base64'),
+    }),
+  );
+  const failed = await writeRecords(records, deps);
+  return { batchItemFailures: failed.map((itemIdentifier) => ({ itemIdentifier })) };
+}
+
+/**
+ * Transport-neutral core of every store writer: decodes and validates each record, writes the
+ * good events in bulk, dead-letters poison, and returns the ids of records that must be retried.
+ */
+export async function writeRecords(records: readonly IncomingRecord[], deps: StoreWriterDeps): Promise<string[]> {
   const { counters, logger } = deps;
   const failures: string[] = [];
   const decoded: Decoded[] = [];
-  for (const record of event.Records) {
+  for (const record of records) {
     counters.add('records');
-    const seq = record.kinesis.sequenceNumber;
-    const data = Buffer.from(record.kinesis.data, 'base64');
     try {
-      const { events, rejected } = decodeEvents(data);
+      const { events, rejected } = decodeEvents(record.data);
       counters.add('events', events.length + rejected.length);
       for (const r of rejected) {
         await deadLetter(deps, record, 'ValidationError', r.reason, JSON.stringify(r.payload));
@@ -53,10 +75,10 @@ export async function writeKinesisBatch(event: KinesisStreamEvent, deps: StoreWr
     } catch (error) {
       const err = error as Error;
       try {
-        await deadLetter(deps, record, err.name, err.message, data.toString('base64'));
+        await deadLetter(deps, record, err.name, err.message, Buffer.from(record.data).toString('base64'));
       } catch (dlqError) {
-        logger.error('dead letter write failed; record will be retried', { seq, error: dlqError });
-        failures.push(seq);
+        logger.error('dead letter write failed; record will be retried', { id: record.id, error: dlqError });
+        failures.push(record.id);
       }
     }
   }
@@ -72,12 +94,12 @@ export async function writeKinesisBatch(event: KinesisStreamEvent, deps: StoreWr
         await write(deps, d.events);
       } catch (error) {
         counters.add('record_failures');
-        logger.error('record write failed; reported for retry', { seq: d.record.kinesis.sequenceNumber, error });
-        failures.push(d.record.kinesis.sequenceNumber);
+        logger.error('record write failed; reported for retry', { id: d.record.id, error });
+        failures.push(d.record.id);
       }
     }
   }
-  return { batchItemFailures: failures.map((itemIdentifier) => ({ itemIdentifier })) };
+  return failures;
 }
 
 async function write(deps: StoreWriterDeps, events: readonly MarketEvent[]): Promise<void> {
@@ -92,19 +114,19 @@ async function write(deps: StoreWriterDeps, events: readonly MarketEvent[]): Pro
 
 async function deadLetter(
   deps: StoreWriterDeps,
-  record: KinesisStreamRecord,
+  record: IncomingRecord,
   errorName: string,
   reason: string,
   payload: string,
 ): Promise<void> {
   deps.counters.add('dead_lettered');
-  deps.logger.warn('record dead-lettered', { errorName, reason, seq: record.kinesis.sequenceNumber });
+  deps.logger.warn('record dead-lettered', { errorName, reason, id: record.id });
   await deps.writer.writeDeadLetter({
     source: deps.source,
     errorName,
     reason,
     payload,
-    partitionKey: record.kinesis.partitionKey,
-    sequenceNumber: record.kinesis.sequenceNumber,
+    partitionKey: record.partitionKey,
+    sequenceNumber: record.id,
   });
 }

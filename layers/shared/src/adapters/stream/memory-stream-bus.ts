@@ -99,8 +99,9 @@ export class MemoryStream implements StreamBus {
     return { records, events: events.length, bytes };
   }
 
-  /** A checkpointed reader; the in-process stream has one consumer group. */
+  /** A checkpointed reader; the in-process stream has one consumer group, so a new reader resumes after its checkpoints. */
   subscribe(): StreamSubscription {
+    for (const shard of this.shards) shard.cursor = shard.base;
     return {
       poll: (max, waitMs) => this.poll(max, waitMs),
       checkpoint: async (shardId, seq) => this.checkpoint(shardId, BigInt(seq)),
