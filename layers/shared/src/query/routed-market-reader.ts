@@ -1,0 +1,107 @@
+import type { OrderBook, Ticker, Trade } from '../domain/index.js';
+import { bucketStart, timeframeMs } from '../domain/index.js';
+import type { CandleQuery, Clock, FeedCoverage, MarketReader, StoredCandle, TradeQuery } from '../ports/index.js';
+
+export interface RetentionWindows {
+  /** how long the recent store keeps trades, tickers and books */
+  readonly ticksMs: number;
+  /** how long the recent store keeps 1m candles */
+  readonly candlesMs: number;
+}
+
+export const DEFAULT_RETENTION: RetentionWindows = { ticksMs: 7 * 86_400_000, candlesMs: 30 * 86_400_000 };
+
+/**
+ * One read API over two stores: the recent one (TimescaleDB/Postgres, kept for `retention`) and the
+ * history one (ClickHouse, which holds everything). A range newer than the handover is read from
+ * the recent store, an older one from history, and a range across it is stitched at the handover.
+ */
+export class RoutedMarketReader implements MarketReader {
+  constructor(
+    private readonly recent: MarketReader,
+    private readonly history: MarketReader,
+    private readonly clock: Clock,
+    private readonly retention: RetentionWindows = DEFAULT_RETENTION,
+  ) {}
+
+  /** First instant the recent store still holds completely, for ticks or candles. */
+  handover(kind: 'ticks' | 'candles'): number {
+    return this.clock.now() - (kind === 'ticks' ? this.retention.ticksMs : this.retention.candlesMs);
+  }
+
+  async listFeeds(): Promise<readonly FeedCoverage[]> {
+    const [recent, history] = await Promise.all([this.recent.listFeeds(), this.history.listFeeds()]);
+    const merged = new Map<string, FeedCoverage>();
+    for (const f of [...history, ...recent]) {
+      const key = `${f.exchange}|${f.symbol}|${f.channel}`;
+      const seen = merged.get(key);
+      merged.set(
+        key,
+        seen
+          ? {
+              ...f,
+              firstTs: Math.min(seen.firstTs, f.firstTs),
+              lastTs: Math.max(seen.lastTs, f.lastTs),
+              lastLocalTs: Math.max(seen.lastLocalTs, f.lastLocalTs),
+              // both stores receive every event; the larger count is the one that saw them all
+              events: Math.max(seen.events, f.events),
+            }
+          : f,
+      );
+    }
+    return [...merged.values()].sort((a, b) =>
+      a.exchange === b.exchange ? (a.symbol === b.symbol ? a.channel.localeCompare(b.channel) : a.symbol.localeCompare(b.symbol)) : a.exchange.localeCompare(b.exchange),
+    );
+  }
+
+  async latestTicker(exchange: string, symbol: string): Promise<Ticker | null> {
+    return (await this.recent.latestTicker(exchange, symbol)) ?? this.history.latestTicker(exchange, symbol);
+  }
+
+  async latestBook(exchange: string, symbol: string): Promise<OrderBook | null> {
+    return (await this.recent.latestBook(exchange, symbol)) ?? this.history.latestBook(exchange, symbol);
+  }
+
+  async trades(q: TradeQuery): Promise<readonly Trade[]> {
+    const handover = this.handover('ticks');
+    const since = Math.max(q.since ?? -Infinity, q.after && !q.newestFirst ? q.after.ts : -Infinity);
+    const until = Math.min(q.until ?? Infinity, q.after && q.newestFirst ? q.after.ts + 1 : Infinity);
+    if (since >= handover) return this.recent.trades(q);
+    if (until <= handover) return this.history.trades(q);
+    const older: TradeQuery = { ...q, until: Math.min(q.until ?? Infinity, handover) };
+    const newer: TradeQuery = { ...q, since: Math.max(q.since ?? -Infinity, handover) };
+    const read = (store: MarketReader, r: TradeQuery) => store.trades(r);
+    return q.newestFirst
+      ? stitch(read, [this.recent, newer], [this.history, older], q.limit)
+      : stitch(read, [this.history, older], [this.recent, newer], q.limit);
+  }
+
+  async candles(q: CandleQuery): Promise<readonly StoredCandle[]> {
+    const size = timeframeMs(q.timeframe);
+    // buckets opening at or after this one lie wholly inside the recent store's window
+    const handover = bucketStart(this.handover('candles'), q.timeframe) + size;
+    const since = q.since ?? -Infinity;
+    const until = q.until ?? Infinity;
+    if (since >= handover) return this.recent.candles(q);
+    if (until <= handover) return this.history.candles(q);
+    const older: CandleQuery = { ...q, until: Math.min(until, handover) };
+    const newer: CandleQuery = { ...q, since: Math.max(since, handover) };
+    const read = (store: MarketReader, r: CandleQuery) => store.candles(r);
+    return q.newestFirst
+      ? stitch(read, [this.recent, newer], [this.history, older], q.limit)
+      : stitch(read, [this.history, older], [this.recent, newer], q.limit);
+  }
+}
+
+/** Reads the first part, then as much of the second as the limit leaves room for. */
+async function stitch<Q extends { readonly limit: number }, R>(
+  read: (store: MarketReader, q: Q) => Promise<readonly R[]>,
+  first: readonly [MarketReader, Q],
+  second: readonly [MarketReader, Q],
+  limit: number,
+): Promise<readonly R[]> {
+  const head = await read(first[0], first[1]);
+  if (head.length >= limit) return head;
+  const tail = await read(second[0], { ...second[1], limit: limit - head.length });
+  return [...head, ...tail];
+}
