@@ -5,7 +5,7 @@ import { Secret, type ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
 import { MarketStream } from './constructs/market-stream.js';
 import { McpService } from './constructs/mcp-service.js';
-import { TimescaleWriter } from './constructs/timescale-writer.js';
+import { TimescaleWriter } from './constructs/store-writer.js';
 import type { StageConfig } from './stage-config.js';
 
 export interface PlatformStackProps extends StackProps {
@@ -68,7 +68,7 @@ export class PlatformStack extends Stack {
 
     this.timescaleWriter = new TimescaleWriter(this, 'TimescaleWriter', {
       stream: this.marketStream.stream,
-      databaseSecret: this.databaseSecret,
+      secret: this.databaseSecret,
       memorySize: config.writer.memorySize,
       timeout: config.writer.timeout,
       batchSize: config.writer.batchSize,

@@ -10,7 +10,7 @@ import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { MarketStream } from '../../cdk/lib/constructs/market-stream.js';
 import { McpService, type McpServiceProps } from '../../cdk/lib/constructs/mcp-service.js';
-import { TimescaleWriter, type TimescaleWriterProps } from '../../cdk/lib/constructs/timescale-writer.js';
+import { TimescaleWriter, type StoreWriterOptions } from '../../cdk/lib/constructs/store-writer.js';
 import { definePlatform } from '../../cdk/lib/platform-app.js';
 import type { PlatformStack } from '../../cdk/lib/platform-stack.js';
 import { InvalidPropsError } from '../../cdk/lib/prop-checks.js';
@@ -313,9 +313,9 @@ describe('construct props validation', () => {
       vpc: new Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 1 }),
     };
   };
-  const writer = (overrides: Partial<TimescaleWriterProps>) => {
+  const writer = (overrides: Partial<StoreWriterOptions>) => {
     const { stack, stream, secret } = fixture();
-    return () => new TimescaleWriter(stack, 'Writer', { stream, databaseSecret: secret, ...overrides });
+    return () => new TimescaleWriter(stack, 'Writer', { stream, secret, ...overrides });
   };
   const mcp = (overrides: Partial<McpServiceProps>) => {
     const { stack, vpc } = fixture();

@@ -9,11 +9,12 @@ import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Queue, QueueEncryption, type IQueue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { requireIntegerInRange } from '../prop-checks.js';
+import { InvalidPropsError, requireIntegerInRange } from '../prop-checks.js';
 import { repoPath } from '../repo-paths.js';
 
-/** Handler source, relative to the repository root. */
+/** Handler sources, relative to the repository root. */
 export const TIMESCALE_WRITER_ENTRY = 'functions/consumers/timescale-writer/handler.ts';
+export const CLICKHOUSE_WRITER_ENTRY = 'functions/consumers/clickhouse-writer/handler.ts';
 
 /**
  * ESM bundles that inline CommonJS packages (pg) still call `require` for Node built-ins;
@@ -24,11 +25,17 @@ const ESM_REQUIRE_BANNER =
 
 export type WriterLogLevel = 'debug' | 'info' | 'warn' | 'error';
 
-export interface TimescaleWriterProps {
+export interface StoreWriterProps {
   /** The stream of market events to consume. */
   readonly stream: IStream;
-  /** Secret whose SecretString is the postgres:// URL of TimescaleDB; its ARN goes to DATABASE_SECRET_ARN. */
-  readonly databaseSecret: ISecret;
+  /** Handler source file, relative to the repository root. */
+  readonly entry: string;
+  /** What the function writes where, for the console. */
+  readonly description: string;
+  /** Secret whose SecretString is the store's connection URL. */
+  readonly secret: ISecret;
+  /** Environment variable that carries the secret's ARN to the handler. */
+  readonly secretEnvVar: string;
   /**
    * Lambda memory in MB (CPU grows with it).
    * @default 256
@@ -91,13 +98,13 @@ export interface TimescaleWriterProps {
   readonly vpcSubnets?: SubnetSelection;
 }
 
-/** The Lambda consumer that writes market events from the stream to TimescaleDB, idempotently. */
-export class TimescaleWriter extends Construct {
+/** A Lambda consumer that writes market events from the stream to one store, idempotently. */
+export class StoreWriter extends Construct {
   readonly function: IFunction;
   /** receives metadata (shard, sequence range) of batches that failed every retry */
   readonly failureQueue: IQueue;
 
-  constructor(scope: Construct, id: string, props: TimescaleWriterProps) {
+  constructor(scope: Construct, id: string, props: StoreWriterProps) {
     super(scope, id);
     const batchSize = props.batchSize ?? 100;
     const maxBatchingWindow = props.maxBatchingWindow ?? Duration.seconds(1);
@@ -126,8 +133,8 @@ export class TimescaleWriter extends Construct {
     });
 
     const fn = new NodejsFunction(this, 'Function', {
-      description: 'Writes market events from Kinesis to TimescaleDB',
-      entry: repoPath(TIMESCALE_WRITER_ENTRY),
+      description: props.description,
+      entry: repoPath(props.entry),
       handler: 'handler',
       projectRoot: repoPath(''),
       depsLockFilePath: repoPath('package-lock.json'),
@@ -137,7 +144,7 @@ export class TimescaleWriter extends Construct {
       timeout,
       logGroup,
       environment: {
-        DATABASE_SECRET_ARN: props.databaseSecret.secretArn,
+        [props.secretEnvVar]: props.secret.secretArn,
         LOG_LEVEL: props.logLevel ?? 'info',
         NODE_OPTIONS: '--enable-source-maps',
       },
@@ -162,7 +169,10 @@ export class TimescaleWriter extends Construct {
         externalModules: ['@aws-sdk/*'],
       },
     });
-    props.databaseSecret.grantRead(fn);
+    if (!/^[A-Z][A-Z0-9_]*$/.test(props.secretEnvVar)) {
+      throw new InvalidPropsError(`${id} secretEnvVar '${props.secretEnvVar}' is not an environment variable name (A-Z, 0-9, _)`);
+    }
+    props.secret.grantRead(fn);
 
     const failureQueue = new Queue(this, 'FailedBatches', {
       retentionPeriod: Duration.days(14),
@@ -188,5 +198,32 @@ export class TimescaleWriter extends Construct {
 
     this.function = fn;
     this.failureQueue = failureQueue;
+  }
+}
+
+/** Props of a writer whose handler, description and secret variable are fixed by the store. */
+export type StoreWriterOptions = Omit<StoreWriterProps, 'entry' | 'description' | 'secretEnvVar'>;
+
+/** The consumer that writes market events to TimescaleDB (recent, operational). */
+export class TimescaleWriter extends StoreWriter {
+  constructor(scope: Construct, id: string, props: StoreWriterOptions) {
+    super(scope, id, {
+      ...props,
+      entry: TIMESCALE_WRITER_ENTRY,
+      description: 'Writes market events from Kinesis to TimescaleDB',
+      secretEnvVar: 'DATABASE_SECRET_ARN',
+    });
+  }
+}
+
+/** The consumer that writes market events to ClickHouse (history, analytics). */
+export class ClickHouseWriter extends StoreWriter {
+  constructor(scope: Construct, id: string, props: StoreWriterOptions) {
+    super(scope, id, {
+      ...props,
+      entry: CLICKHOUSE_WRITER_ENTRY,
+      description: 'Writes market events from Kinesis to ClickHouse',
+      secretEnvVar: 'CLICKHOUSE_SECRET_ARN',
+    });
   }
 }
