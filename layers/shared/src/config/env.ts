@@ -63,3 +63,22 @@ export const McpServerEnvSchema = z
     message: 'JWT_AUDIENCE is required with JWT_HS256_SECRET',
     path: ['JWT_AUDIENCE'],
   });
+
+/** Environment of the collector in service mode (Fargate). */
+export const CollectorEnvSchema = z
+  .object({
+    /** `exchange:SYM,SYM;exchange:SYM` */
+    MARKETS: z.string().min(1),
+    STREAM_NAME: z.string().regex(/^[a-zA-Z0-9_.-]{1,128}$/, 'a Kinesis stream name'),
+    /** a Kinesis-compatible endpoint (kinesalite, LocalStack); unset on AWS */
+    KINESIS_ENDPOINT: z.string().url().optional(),
+    /** a compatible exchange endpoint (the simulator, a proxy), for every exchange listed */
+    EXCHANGE_REST_URL: z.string().url().optional(),
+    EXCHANGE_WS_URL: z.string().regex(/^wss?:\/\//, 'a ws:// or wss:// URL').optional(),
+    BOOK_INTERVAL_MS: z.coerce.number().int().min(0).max(60_000).default(1_000),
+    LOG_LEVEL: LogLevelSchema,
+  })
+  .refine((e) => (e.EXCHANGE_REST_URL === undefined) === (e.EXCHANGE_WS_URL === undefined), {
+    message: 'set both EXCHANGE_REST_URL and EXCHANGE_WS_URL, or neither',
+    path: ['EXCHANGE_REST_URL'],
+  });

@@ -1,0 +1,45 @@
+import { applyEndpointOverride } from '../adapters/exchange/endpoint-overrides.js';
+import { KinesisStreamBus } from '../adapters/stream/kinesis-stream-bus.js';
+import { CollectorEnvSchema, parseEnv } from '../config/env.js';
+import { parseMarkets } from '../config/markets.js';
+import type { Logger } from '../observability/logger.js';
+import { systemClock } from '../ports/index.js';
+import { startCollectorService, type CollectorService } from './collector-service.js';
+
+export interface CollectorRuntime {
+  readonly service: CollectorService;
+  /** Stops collecting, publishes what is buffered, closes the stream client. */
+  stop(): Promise<void>;
+}
+
+/** Starts the collector of service mode from its environment: markets from MARKETS, events to Kinesis. */
+export async function startCollectorFromEnv(env: NodeJS.ProcessEnv, logger: Logger): Promise<CollectorRuntime> {
+  const config = parseEnv(CollectorEnvSchema, env);
+  const markets = parseMarkets(config.MARKETS);
+  const bus = new KinesisStreamBus({
+    streamName: config.STREAM_NAME,
+    ...(config.KINESIS_ENDPOINT && { endpoint: config.KINESIS_ENDPOINT }),
+  });
+  const endpoint =
+    config.EXCHANGE_REST_URL && config.EXCHANGE_WS_URL ? { rest: config.EXCHANGE_REST_URL, ws: config.EXCHANGE_WS_URL } : undefined;
+  try {
+    const service = await startCollectorService({
+      markets,
+      bus,
+      logger,
+      clock: systemClock,
+      bookIntervalMs: config.BOOK_INTERVAL_MS,
+      ...(endpoint && { configure: (exchange) => applyEndpointOverride(exchange, endpoint) }),
+    });
+    return {
+      service,
+      stop: async () => {
+        await service.stop();
+        await bus.close();
+      },
+    };
+  } catch (error) {
+    await bus.close();
+    throw error;
+  }
+}
