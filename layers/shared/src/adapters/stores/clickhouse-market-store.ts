@@ -1,0 +1,424 @@
+import type { Candle, MarketEvent, OrderBook, Signal, Ticker, Trade } from '../../domain/index.js';
+import { bucketStart, timeframeMs, timeframeOffsetMs } from '../../domain/index.js';
+import type {
+  CandleQuery,
+  Channel,
+  DeadLetter,
+  FeedCoverage,
+  MarketStore,
+  StoredCandle,
+  TradeQuery,
+  WriteSummary,
+} from '../../ports/index.js';
+import type { ClickHouseExecutor } from './clickhouse-client.js';
+import { decimalText, float64Hex, nullableFloat64Hex } from './clickhouse-encoding.js';
+import { joinSql, sql, trustedSql, type Sql } from './clickhouse-sql.js';
+
+const CHANNEL_OF: Record<MarketEvent['type'], Channel> = {
+  trade: 'trades',
+  ticker: 'tickers',
+  book: 'books',
+  candle: 'candles',
+};
+
+const MINUTE = 60_000;
+
+/**
+ * Versions of rebuilt 'trades' minutes sit above every streamed candle's (write time in µs,
+ * ~2^51), so once a minute has collected trades its candle is what they imply.
+ */
+const REBUILD_VERSION_BASE = trustedSql('toUInt64(4611686018427387904)');
+
+
+/** UInt64 values arrive as JSON strings (output_format_json_quote_64bit_integers); ms epochs fit a double exactly. */
+type U64 = string | number;
+const num = (v: U64): number => Number(v);
+
+/** Runs all writes, waits for every one, and throws the first failure (the store is idempotent: retry all). */
+async function settleAll(writes: readonly Promise<unknown>[]): Promise<void> {
+  const results = await Promise.allSettled(writes);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
+/**
+ * Market store on ClickHouse (history and analytics), with the same semantics as
+ * PostgresMarketStore. Rows go in as `INSERT ... FORMAT JSONEachRow`; tables are
+ * ReplacingMergeTree on the natural keys, and since those deduplicate only when parts merge,
+ * every read deduplicates itself (LIMIT 1 BY / GROUP BY the key), so a replayed batch is never
+ * seen twice. 1m candles of collected trades are rebuilt on write from the deduplicated trades
+ * of every touched minute (INSERT ... SELECT, server side).
+ */
+export class ClickHouseMarketStore implements MarketStore {
+  private lastVersion = 0;
+
+  constructor(private readonly ch: ClickHouseExecutor) {}
+
+  /**
+   * Writes a batch; idempotent on the read path. The counts are rows sent, replays included:
+   * ClickHouse cannot tell a new row from a re-delivered one without reading first.
+   */
+  async writeEvents(events: readonly MarketEvent[]): Promise<WriteSummary> {
+    const trades: Trade[] = [];
+    const tickers: Ticker[] = [];
+    const books: OrderBook[] = [];
+    const candles: Candle[] = [];
+    for (const e of events) {
+      if (e.type === 'trade') trades.push(e);
+      else if (e.type === 'ticker') tickers.push(e);
+      else if (e.type === 'book') books.push(e);
+      else candles.push(e);
+    }
+    if (events.length === 0) return { trades: 0, tickers: 0, books: 0, candles: 0 };
+    const latestCandles = latestCandleVersions(candles);
+    // Independent tables go in parallel; minutes are rebuilt once their trades are stored, and the
+    // feed figures are added last, so a failed batch does not announce data the store lacks.
+    await settleAll([
+      this.ch.insert('trades_in', trades.map(tradeRow)),
+      this.ch.insert('tickers_in', tickers.map(tickerRow)),
+      this.ch.insert('book_snapshots_in', books.map(bookRow)),
+      this.ch.insert('candles_in', latestCandles.map((c) => candleRow(c, this.nextVersion()))),
+    ]);
+    await settleAll([trades.length ? this.rebuildMinutes(trades) : Promise.resolve(), this.ch.insert('feed_updates', feedRows(events))]);
+    return { trades: trades.length, tickers: tickers.length, books: books.length, candles: latestCandles.length };
+  }
+
+  /** Writes signals; the count is rows sent (a replayed signal is one row on read). */
+  async writeSignals(signals: readonly Signal[]): Promise<number> {
+    await this.ch.insert(
+      'signals_in',
+      signals.map((s) => ({
+        id: s.id,
+        ts: s.ts,
+        publisher: s.publisher,
+        exchange: s.exchange,
+        symbol: s.symbol,
+        direction: s.direction,
+        strength: float64Hex(s.strength),
+        confidence: float64Hex(s.confidence),
+        horizon: s.horizon,
+        rationale: s.rationale,
+      })),
+    );
+    return signals.length;
+  }
+
+  async writeDeadLetter(letter: DeadLetter): Promise<void> {
+    await this.ch.insert('dead_letters', [
+      {
+        received_at: Date.now(),
+        source: letter.source,
+        error_name: letter.errorName,
+        reason: letter.reason,
+        partition_key: letter.partitionKey,
+        sequence_number: letter.sequenceNumber,
+        payload: letter.payload,
+      },
+    ]);
+  }
+
+  async listFeeds(): Promise<readonly FeedCoverage[]> {
+    const rows = await this.ch.query<{
+      exchange: string;
+      symbol: string;
+      channel: Channel;
+      firstTs: U64;
+      lastTs: U64;
+      lastLocalTs: U64;
+      events: U64;
+    }>(sql`SELECT exchange, symbol, channel, minMerge(first_ts) AS firstTs, maxMerge(last_ts) AS lastTs,
+                  maxMerge(last_local_ts) AS lastLocalTs, sumMerge(events) AS events
+           FROM feeds GROUP BY exchange, symbol, channel ORDER BY exchange, symbol, channel`);
+    return rows.map((r) => ({
+      exchange: r.exchange,
+      symbol: r.symbol,
+      channel: r.channel,
+      firstTs: num(r.firstTs),
+      lastTs: num(r.lastTs),
+      lastLocalTs: num(r.lastLocalTs),
+      events: num(r.events),
+    }));
+  }
+
+  async latestTicker(exchange: string, symbol: string): Promise<Ticker | null> {
+    // Copies of one key are the same event, so the newest row needs no deduplication.
+    const rows = await this.ch.query<Omit<Ticker, 'type' | 'ts' | 'localTs'> & { ts: U64; localTs: U64 }>(
+      sql`SELECT exchange, symbol, ts, local_ts AS localTs, bid, bid_size AS bidSize, ask, ask_size AS askSize, last,
+                 open_24h AS open24h, high_24h AS high24h, low_24h AS low24h, base_volume_24h AS baseVolume24h,
+                 quote_volume_24h AS quoteVolume24h, change_24h_pct AS change24hPct
+          FROM tickers WHERE exchange = ${exchange} AND symbol = ${symbol} ORDER BY ts DESC LIMIT 1`,
+    );
+    const row = rows[0];
+    return row ? { type: 'ticker', ...row, ts: num(row.ts), localTs: num(row.localTs) } : null;
+  }
+
+  async latestBook(exchange: string, symbol: string): Promise<OrderBook | null> {
+    const rows = await this.ch.query<{
+      exchange: string;
+      symbol: string;
+      ts: U64;
+      localTs: U64;
+      seq: U64 | null;
+      depth: number;
+      bids: [number, number][];
+      asks: [number, number][];
+    }>(
+      sql`SELECT exchange, symbol, ts, local_ts AS localTs, seq, depth, bids, asks
+          FROM book_snapshots WHERE exchange = ${exchange} AND symbol = ${symbol} ORDER BY ts DESC LIMIT 1`,
+    );
+    const row = rows[0];
+    if (!row) return null;
+    return {
+      type: 'book',
+      exchange: row.exchange,
+      symbol: row.symbol,
+      ts: num(row.ts),
+      localTs: num(row.localTs),
+      seq: row.seq === null ? null : num(row.seq),
+      depth: row.depth,
+      bids: row.bids,
+      asks: row.asks,
+    };
+  }
+
+  async trades(q: TradeQuery): Promise<readonly Trade[]> {
+    const where: Sql[] = [sql`exchange = ${q.exchange}`, sql`symbol = ${q.symbol}`];
+    if (q.since !== undefined) where.push(sql`ts >= ${q.since}`);
+    if (q.until !== undefined) where.push(sql`ts < ${q.until}`);
+    if (q.after) {
+      const { ts, id } = q.after;
+      const length = [...id].length;
+      // The plain ts bound lets the primary key skip granules; the tuple decides inside a millisecond.
+      where.push(
+        q.newestFirst
+          ? sql`ts <= ${ts} AND (ts, lengthUTF8(trade_id), trade_id) < (${ts}, ${length}, ${id})`
+          : sql`ts >= ${ts} AND (ts, lengthUTF8(trade_id), trade_id) > (${ts}, ${length}, ${id})`,
+      );
+    }
+    const order = q.newestFirst
+      ? sql`ts DESC, lengthUTF8(trade_id) DESC, trade_id DESC`
+      : sql`ts ASC, lengthUTF8(trade_id) ASC, trade_id ASC`;
+    // LIMIT 1 BY the key removes copies not merged yet (they are the same trade, so any one will do).
+    const rows = await this.ch.query<{
+      exchange: string;
+      symbol: string;
+      ts: U64;
+      localTs: U64;
+      id: string;
+      price: number;
+      amount: number;
+      side: 'buy' | 'sell';
+    }>(
+      sql`SELECT exchange, symbol, ts, local_ts AS localTs, trade_id AS id, price, amount, side
+          FROM trades WHERE ${joinSql(where, ' AND ')}
+          ORDER BY ${order} LIMIT 1 BY ts, trade_id LIMIT ${q.limit}`,
+    );
+    return rows.map((r) => ({
+      type: 'trade',
+      exchange: r.exchange,
+      symbol: r.symbol,
+      ts: num(r.ts),
+      localTs: num(r.localTs),
+      id: r.id,
+      price: r.price,
+      amount: r.amount,
+      side: r.side,
+    }));
+  }
+
+  async candles(q: CandleQuery): Promise<readonly StoredCandle[]> {
+    const size = timeframeMs(q.timeframe);
+    const offset = timeframeOffsetMs(q.timeframe);
+    const where: Sql[] = [sql`exchange = ${q.exchange}`, sql`symbol = ${q.symbol}`, sql`timeframe = '1m'`];
+    // Ranges are on open time; widen to whole buckets so no rolled-up candle is cut short.
+    if (q.since !== undefined) where.push(sql`ts >= ${bucketStart(q.since, q.timeframe)}`);
+    if (q.until !== undefined) where.push(sql`ts < ${bucketStart(q.until - 1, q.timeframe) + size}`);
+    const dir = q.newestFirst ? sql`DESC` : sql`ASC`;
+    // 1) the newest version of each (minute, source); 2) one source per minute, collected trades
+    // first, the exchange's candle otherwise, never a blend; 3) roll minutes up into buckets.
+    const rows = await this.ch.query<{
+      ts: U64;
+      open: number;
+      high: number;
+      low: number;
+      close: number;
+      volume: string;
+      trades: U64;
+      source: StoredCandle['source'];
+    }>(
+      sql`SELECT bucket AS ts, argMin(open, t) AS open, max(high) AS high, min(low) AS low, argMax(close, t) AS close,
+                 toString(sum(volume)) AS volume, sum(trades) AS trades,
+                 if(uniqExact(source) > 1, 'mixed', toString(any(source))) AS source
+          FROM (
+            SELECT t, intDiv(toInt64(t) + ${offset}, ${size}) * ${size} - ${offset} AS bucket,
+                   argMax(source, pick) AS source, argMax(open, pick) AS open, argMax(high, pick) AS high,
+                   argMax(low, pick) AS low, argMax(close, pick) AS close, argMax(volume, pick) AS volume,
+                   argMax(trades, pick) AS trades
+            FROM (
+              SELECT ts AS t, source, source = 'trades' AS pick,
+                     argMax(open, version) AS open, argMax(high, version) AS high, argMax(low, version) AS low,
+                     argMax(close, version) AS close, argMax(volume, version) AS volume,
+                     argMax(trades, version) AS trades
+              FROM candles WHERE ${joinSql(where, ' AND ')}
+              GROUP BY ts, source
+            )
+            GROUP BY t
+          )
+          GROUP BY bucket ORDER BY bucket ${dir} LIMIT ${q.limit}`,
+    );
+    return rows.map((r) => ({
+      exchange: q.exchange,
+      symbol: q.symbol,
+      timeframe: q.timeframe,
+      ts: num(r.ts),
+      open: r.open,
+      high: r.high,
+      low: r.low,
+      close: r.close,
+      volume: Number(r.volume),
+      trades: num(r.trades),
+      source: r.source,
+    }));
+  }
+
+  async close(): Promise<void> {
+    await this.ch.close();
+  }
+
+  /** Strictly increasing write time in µs: the newest streamed version of a candle wins. */
+  private nextVersion(): number {
+    this.lastVersion = Math.max(Date.now() * 1000, this.lastVersion + 1);
+    return this.lastVersion;
+  }
+
+  /**
+   * Rebuilds the 1m 'trades' candle of every minute the batch touched from the deduplicated
+   * trades stored for it, server side. A replayed or late trade therefore never counts twice,
+   * and the candle always equals what its trades imply (an MV over inserts would count a
+   * redelivered batch twice).
+   */
+  private async rebuildMinutes(trades: readonly Trade[]): Promise<void> {
+    const markets = new Map<string, { exchange: string; symbol: string; minutes: Set<number> }>();
+    for (const t of trades) {
+      const key = `${t.exchange}|${t.symbol}`;
+      let m = markets.get(key);
+      if (!m) markets.set(key, (m = { exchange: t.exchange, symbol: t.symbol, minutes: new Set() }));
+      m.minutes.add(bucketStart(t.ts, '1m'));
+    }
+    const ranges = [...markets.values()].map((m) => {
+      const minutes = [...m.minutes];
+      const lo = Math.min(...minutes);
+      const hi = Math.max(...minutes) + MINUTE;
+      return sql`(exchange = ${m.exchange} AND symbol = ${m.symbol} AND ts >= ${lo} AND ts < ${hi}
+                  AND intDiv(ts, ${MINUTE}) * ${MINUTE} IN (${minutes}))`;
+    });
+    // Open and close follow the trade order of the read path: (ts, length(id), id).
+    await this.ch.command(
+      sql`INSERT INTO candles (exchange, symbol, timeframe, ts, source, open, high, low, close, volume, trades, version)
+          SELECT exchange, symbol, '1m', minute, 'trades',
+                 argMin(price, k), max(price), min(price), argMax(price, k),
+                 sum(amount_dec), count(), ${REBUILD_VERSION_BASE} + count()
+          FROM (
+            SELECT exchange, symbol, ts, trade_id, any(price) AS price, any(amount_dec) AS amount_dec,
+                   intDiv(ts, ${MINUTE}) * ${MINUTE} AS minute, (ts, lengthUTF8(trade_id), trade_id) AS k
+            FROM trades WHERE ${joinSql(ranges, ' OR ')}
+            GROUP BY exchange, symbol, ts, trade_id
+          )
+          GROUP BY exchange, symbol, minute`,
+    );
+  }
+}
+
+function tradeRow(t: Trade) {
+  return {
+    exchange: t.exchange,
+    symbol: t.symbol,
+    ts: t.ts,
+    trade_id: t.id,
+    price: float64Hex(t.price),
+    amount: float64Hex(t.amount),
+    side: t.side,
+    local_ts: t.localTs,
+    amount_dec: decimalText(t.amount),
+  };
+}
+
+function tickerRow(t: Ticker) {
+  return {
+    exchange: t.exchange,
+    symbol: t.symbol,
+    ts: t.ts,
+    local_ts: t.localTs,
+    bid: nullableFloat64Hex(t.bid),
+    bid_size: nullableFloat64Hex(t.bidSize),
+    ask: nullableFloat64Hex(t.ask),
+    ask_size: nullableFloat64Hex(t.askSize),
+    last: nullableFloat64Hex(t.last),
+    open_24h: nullableFloat64Hex(t.open24h),
+    high_24h: nullableFloat64Hex(t.high24h),
+    low_24h: nullableFloat64Hex(t.low24h),
+    base_volume_24h: nullableFloat64Hex(t.baseVolume24h),
+    quote_volume_24h: nullableFloat64Hex(t.quoteVolume24h),
+    change_24h_pct: nullableFloat64Hex(t.change24hPct),
+  };
+}
+
+function bookRow(b: OrderBook) {
+  const levels = (side: OrderBook['bids']) => side.map(([price, amount]) => [float64Hex(price), float64Hex(amount)]);
+  return {
+    exchange: b.exchange,
+    symbol: b.symbol,
+    ts: b.ts,
+    local_ts: b.localTs,
+    seq: b.seq,
+    depth: b.depth,
+    bids: levels(b.bids),
+    asks: levels(b.asks),
+  };
+}
+
+/** The exchange revises a forming candle: the last version of a key in the batch wins. */
+function latestCandleVersions(candles: readonly Candle[]): Candle[] {
+  const latest = new Map<string, Candle>();
+  for (const c of candles) latest.set(`${c.exchange}|${c.symbol}|${c.timeframe}|${c.ts}|${c.source}`, c);
+  return [...latest.values()];
+}
+
+function candleRow(c: Candle, version: number) {
+  return {
+    exchange: c.exchange,
+    symbol: c.symbol,
+    timeframe: c.timeframe,
+    ts: c.ts,
+    source: c.source,
+    open: float64Hex(c.open),
+    high: float64Hex(c.high),
+    low: float64Hex(c.low),
+    close: float64Hex(c.close),
+    volume: decimalText(c.volume),
+    trades: 0,
+    version,
+  };
+}
+
+function feedRows(events: readonly MarketEvent[]) {
+  const feeds = new Map<
+    string,
+    { exchange: string; symbol: string; channel: Channel; first_ts: number; last_ts: number; last_local_ts: number; events: number }
+  >();
+  for (const e of events) {
+    const channel = CHANNEL_OF[e.type];
+    const key = `${e.exchange}|${e.symbol}|${channel}`;
+    const localTs = e.type === 'candle' ? e.ts : e.localTs;
+    const f = feeds.get(key);
+    if (!f) {
+      feeds.set(key, { exchange: e.exchange, symbol: e.symbol, channel, first_ts: e.ts, last_ts: e.ts, last_local_ts: localTs, events: 1 });
+    } else {
+      f.first_ts = Math.min(f.first_ts, e.ts);
+      f.last_ts = Math.max(f.last_ts, e.ts);
+      f.last_local_ts = Math.max(f.last_local_ts, localTs);
+      f.events += 1;
+    }
+  }
+  return [...feeds.values()];
+}
