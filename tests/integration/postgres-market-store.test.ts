@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runMigrations } from '../../layers/shared/src/adapters/stores/migrations.js';
+import { PgCopyWriter } from '../../layers/shared/src/adapters/stores/pg-copy-writer.js';
 import { PostgresMarketStore } from '../../layers/shared/src/adapters/stores/postgres-market-store.js';
 import type { SqlClient } from '../../layers/shared/src/adapters/stores/sql-client.js';
 import { createTestDatabase, type TestDatabase } from '../support/databases.js';
@@ -12,17 +13,24 @@ forEachStoreBackend('PostgresMarketStore', (backend, serverUrl) => {
   let testDb: TestDatabase;
   let db: SqlClient;
   let store: PostgresMarketStore;
+  let copyWriter: PgCopyWriter | undefined;
 
   beforeAll(async () => {
     testDb = await createTestDatabase(backend, serverUrl);
     db = testDb.db;
-    store = new PostgresMarketStore(db);
+    // On PostgreSQL every trade batch goes through COPY (threshold 1), so this whole suite holds
+    // the COPY path to what the jsonb path (PGlite) does.
+    copyWriter = testDb.url ? new PgCopyWriter(testDb.url) : undefined;
+    store = new PostgresMarketStore(db, copyWriter ? { copyWriter, copyMinRows: 1 } : {});
   });
-  afterAll(() => testDb.dispose());
+  afterAll(async () => {
+    await copyWriter?.close();
+    await testDb.dispose();
+  });
 
   it('migrated on the plain-PostgreSQL path (no TimescaleDB here)', async () => {
     const { rows } = await db.query<{ version: string }>('SELECT version FROM schema_migrations ORDER BY version');
-    expect(rows.map((r) => r.version)).toEqual(['0001']);
+    expect(rows.map((r) => r.version)).toEqual(['0001', '0002', '0003']);
     const ext = await db.query("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'");
     expect((await runMigrations(db)).path).toBe(ext.rows.length ? 'timescaledb' : 'postgres');
   });
