@@ -5,6 +5,7 @@ import { applyEndpointOverride } from '../layers/shared/src/adapters/exchange/en
 import { runMigrations, type MigrationReport } from '../layers/shared/src/adapters/stores/migrations.js';
 import { openPglite } from '../layers/shared/src/adapters/stores/pglite-client.js';
 import { openPostgres } from '../layers/shared/src/adapters/stores/pg-client.js';
+import { PgCopyWriter } from '../layers/shared/src/adapters/stores/pg-copy-writer.js';
 import { PostgresMarketStore } from '../layers/shared/src/adapters/stores/postgres-market-store.js';
 import { MemoryStream } from '../layers/shared/src/adapters/stream/memory-stream-bus.js';
 import { startCollectorService } from '../layers/shared/src/collector/collector-service.js';
@@ -86,9 +87,11 @@ export async function startLocalPlatform(options: LocalPlatformOptions): Promise
   try {
     await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
     const db = options.databaseUrl
-      ? openPostgres(options.databaseUrl)
+      ? openPostgres(options.databaseUrl, { onConnectionError: (error) => logger.warn('database connection lost', { error }) })
       : await openPglite(options.ephemeral ? undefined : join(options.dataDir, 'pgdata'));
-    const store = new PostgresMarketStore(db);
+    const store = new PostgresMarketStore(db, {
+      ...(options.databaseUrl && { copyWriter: new PgCopyWriter(options.databaseUrl, { max: 1 }) }),
+    });
     cleanup.push(() => store.close());
     const migrations = await runMigrations(db);
 

@@ -16,6 +16,7 @@ export const CONTEXT_KEYS = {
   jwtAudience: 'jwtAudience',
   jwksUrl: 'jwksUrl',
   databaseSecretArn: 'databaseSecretArn',
+  clickhouseSecretArn: 'clickhouseSecretArn',
   mcpCertificateArn: 'mcpCertificateArn',
 } as const;
 
@@ -33,6 +34,7 @@ export function definePlatform(app: App, env: NodeJS.ProcessEnv = process.env): 
   const jwtAudience = context(CONTEXT_KEYS.jwtAudience);
   const jwksUrl = context(CONTEXT_KEYS.jwksUrl);
   const databaseSecretArn = context(CONTEXT_KEYS.databaseSecretArn);
+  const clickhouseSecretArn = context(CONTEXT_KEYS.clickhouseSecretArn);
   const mcpCertificateArn = context(CONTEXT_KEYS.mcpCertificateArn);
 
   const stack = new PlatformStack(app, `Qicore-${config.name}`, {
@@ -45,6 +47,7 @@ export function definePlatform(app: App, env: NodeJS.ProcessEnv = process.env): 
     jwtAudience: jwtAudience ?? PLACEHOLDER_AUTH.jwtAudience,
     jwksUrl: jwksUrl ?? PLACEHOLDER_AUTH.jwksUrl,
     ...(databaseSecretArn && { databaseSecretArn }),
+    ...(clickhouseSecretArn && { clickhouseSecretArn }),
     ...(mcpCertificateArn && { mcpCertificateArn }),
   });
   if (jwtIssuer === undefined || jwtAudience === undefined || jwksUrl === undefined) {

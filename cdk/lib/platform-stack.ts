@@ -5,7 +5,7 @@ import { Secret, type ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
 import { MarketStream } from './constructs/market-stream.js';
 import { McpService } from './constructs/mcp-service.js';
-import { TimescaleWriter } from './constructs/store-writer.js';
+import { ClickHouseWriter, TimescaleWriter, type StoreWriterOptions } from './constructs/store-writer.js';
 import type { StageConfig } from './stage-config.js';
 
 export interface PlatformStackProps extends StackProps {
@@ -23,6 +23,11 @@ export interface PlatformStackProps extends StackProps {
    */
   readonly databaseSecretArn?: string;
   /**
+   * ARN of an existing secret holding the ClickHouse http(s):// URL.
+   * @default - a new secret, whose value must be set after the first deploy
+   */
+  readonly clickhouseSecretArn?: string;
+  /**
    * ACM certificate for the MCP load balancer.
    * @default - HTTP only
    */
@@ -34,7 +39,9 @@ export class PlatformStack extends Stack {
   readonly vpc: Vpc;
   readonly databaseSecret: ISecret;
   readonly marketStream: MarketStream;
+  readonly clickhouseSecret: ISecret;
   readonly timescaleWriter: TimescaleWriter;
+  readonly clickhouseWriter: ClickHouseWriter;
   readonly mcpService: McpService;
 
   constructor(scope: Construct, id: string, props: PlatformStackProps) {
@@ -66,9 +73,18 @@ export class PlatformStack extends Stack {
       removalPolicy: config.removalPolicy,
     });
 
-    this.timescaleWriter = new TimescaleWriter(this, 'TimescaleWriter', {
+    this.clickhouseSecret = props.clickhouseSecretArn
+      ? Secret.fromSecretCompleteArn(this, 'ClickHouseSecret', props.clickhouseSecretArn)
+      : new Secret(this, 'ClickHouseSecret', {
+          description: `http(s):// URL of the ${config.name} ClickHouse; replace the generated value after the first deploy`,
+          removalPolicy: config.removalPolicy,
+        });
+
+    // Both writers read the same stream, each with its own event source and failure queue,
+    // so a slow or failing store never holds the other back.
+    const writer = (secret: ISecret): StoreWriterOptions => ({
       stream: this.marketStream.stream,
-      secret: this.databaseSecret,
+      secret,
       memorySize: config.writer.memorySize,
       timeout: config.writer.timeout,
       batchSize: config.writer.batchSize,
@@ -78,6 +94,8 @@ export class PlatformStack extends Stack {
       logRetention: config.logRetention,
       removalPolicy: config.removalPolicy,
     });
+    this.timescaleWriter = new TimescaleWriter(this, 'TimescaleWriter', writer(this.databaseSecret));
+    this.clickhouseWriter = new ClickHouseWriter(this, 'ClickHouseWriter', writer(this.clickhouseSecret));
 
     this.mcpService = new McpService(this, 'McpService', {
       vpc: this.vpc,
@@ -98,6 +116,8 @@ export class PlatformStack extends Stack {
     new CfnOutput(this, 'MarketStreamName', { value: this.marketStream.stream.streamName });
     new CfnOutput(this, 'DatabaseSecretArn', { value: this.databaseSecret.secretArn });
     new CfnOutput(this, 'WriterFailureQueueUrl', { value: this.timescaleWriter.failureQueue.queueUrl });
+    new CfnOutput(this, 'ClickHouseSecretArn', { value: this.clickhouseSecret.secretArn });
+    new CfnOutput(this, 'ClickHouseWriterFailureQueueUrl', { value: this.clickhouseWriter.failureQueue.queueUrl });
     new CfnOutput(this, 'McpUrl', { value: this.mcpService.url });
   }
 }

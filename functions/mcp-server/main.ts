@@ -1,5 +1,7 @@
 // Fargate entry of the MCP server in service mode: configuration from the environment, the
 // store on PostgreSQL/TimescaleDB, JWTs from the configured issuer.
+import { openClickHouse } from '../../layers/shared/src/adapters/stores/clickhouse-client.js';
+import { ClickHouseMarketStore } from '../../layers/shared/src/adapters/stores/clickhouse-market-store.js';
 import { openPostgres } from '../../layers/shared/src/adapters/stores/pg-client.js';
 import { PostgresMarketStore } from '../../layers/shared/src/adapters/stores/postgres-market-store.js';
 import { McpServerEnvSchema, parseEnv } from '../../layers/shared/src/config/env.js';
@@ -9,13 +11,26 @@ import { buildServer } from '../../layers/shared/src/mcp/server.js';
 import { createLogger } from '../../layers/shared/src/observability/logger.js';
 import { systemClock } from '../../layers/shared/src/ports/index.js';
 import { MarketQueryService } from '../../layers/shared/src/query/market-query.js';
+import { RoutedMarketReader } from '../../layers/shared/src/query/routed-market-reader.js';
 
 const VERSION = process.env.npm_package_version ?? '0.1.0';
 
 const env = parseEnv(McpServerEnvSchema);
 const logger = createLogger({ level: env.LOG_LEVEL, fields: { fn: 'mcp-server' } });
-const store = new PostgresMarketStore(openPostgres(env.DATABASE_URL, { max: 8 }));
-const query = new MarketQueryService(store, systemClock);
+const store = new PostgresMarketStore(
+  openPostgres(env.DATABASE_URL, { max: 8, onConnectionError: (error) => logger.warn('database connection lost', { error }) }),
+);
+const history = env.CLICKHOUSE_URL
+  ? new ClickHouseMarketStore(openClickHouse(env.CLICKHOUSE_URL, env.CLICKHOUSE_DATABASE ? { database: env.CLICKHOUSE_DATABASE } : {}))
+  : undefined;
+// recent ranges from TimescaleDB, older ones from ClickHouse, stitched at the retention handover
+const reader = history
+  ? new RoutedMarketReader(store, history, systemClock, {
+      ticksMs: env.RETENTION_TICKS_DAYS * 86_400_000,
+      candlesMs: env.RETENTION_CANDLES_DAYS * 86_400_000,
+    })
+  : store;
+const query = new MarketQueryService(reader, systemClock);
 const verifier = env.JWT_JWKS_URL
   ? createJwtVerifier({
       kind: 'jwks',
@@ -43,6 +58,7 @@ logger.info('mcp server listening', { url: http.url });
 const shutdown = async () => {
   await http.close();
   await store.close();
+  await history?.close();
   process.exit(0);
 };
 process.once('SIGTERM', () => void shutdown());

@@ -30,15 +30,16 @@ const PROD_AUTH = {
   jwksUrl: 'https://idp.qicore.test/.well-known/jwks.json',
 };
 const PROD_SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:111111111111:secret:qicore/prod/database-AbCdEf';
+const PROD_CLICKHOUSE_SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:111111111111:secret:qicore/prod/clickhouse-AbCdEf';
 const PROD_CERT_ARN = 'arn:aws:acm:eu-west-1:111111111111:certificate/00000000-0000-0000-0000-000000000000';
 
 const devConfig = stageConfigFor('dev');
 const prodConfig = stageConfigFor('prod');
 
-/** Logical id of the only resource of `type` in `template`. */
-function onlyId(template: Template, type: string): string {
-  const ids = Object.keys(template.findResources(type));
-  expect(ids, `${type} resources`).toHaveLength(1);
+/** Logical id of the only resource of `type` in `template` (whose id starts with `prefix`, when given). */
+function onlyId(template: Template, type: string, prefix = ''): string {
+  const ids = Object.keys(template.findResources(type)).filter((id) => id.startsWith(prefix));
+  expect(ids, `${type} resources ${prefix}`).toHaveLength(1);
   return ids[0]!;
 }
 
@@ -54,7 +55,13 @@ beforeAll(() => {
   devStack = definePlatform(devApp, {});
   dev = Template.fromStack(devStack);
   prodStack = definePlatform(
-    appWith({ stage: 'prod', ...PROD_AUTH, databaseSecretArn: PROD_SECRET_ARN, mcpCertificateArn: PROD_CERT_ARN }),
+    appWith({
+      stage: 'prod',
+      ...PROD_AUTH,
+      databaseSecretArn: PROD_SECRET_ARN,
+      clickhouseSecretArn: PROD_CLICKHOUSE_SECRET_ARN,
+      mcpCertificateArn: PROD_CERT_ARN,
+    }),
     {},
   );
   prod = Template.fromStack(prodStack);
@@ -74,7 +81,7 @@ describe('PlatformStack: market stream', () => {
 
 describe('PlatformStack: timescale writer', () => {
   it('is a Node 20 ARM64 function bundled as ESM that gets the database secret ARN', () => {
-    const secretId = onlyId(dev, 'AWS::SecretsManager::Secret');
+    const secretId = onlyId(dev, 'AWS::SecretsManager::Secret', 'DatabaseSecret');
     dev.hasResourceProperties('AWS::Lambda::Function', {
       Runtime: 'nodejs22.x',
       Architectures: ['arm64'],
@@ -93,8 +100,8 @@ describe('PlatformStack: timescale writer', () => {
 
   it('consumes the stream with bisection, partial batch failures and a failure queue, sized by the stage', () => {
     const streamId = onlyId(dev, 'AWS::Kinesis::Stream');
-    const queueId = onlyId(dev, 'AWS::SQS::Queue');
-    dev.resourceCountIs('AWS::Lambda::EventSourceMapping', 1);
+    const queueId = onlyId(dev, 'AWS::SQS::Queue', 'TimescaleWriterFailedBatches');
+    dev.resourceCountIs('AWS::Lambda::EventSourceMapping', 2);
     dev.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
       EventSourceArn: { 'Fn::GetAtt': [streamId, 'Arn'] },
       BisectBatchOnFunctionError: true,
@@ -116,10 +123,9 @@ describe('PlatformStack: timescale writer', () => {
 
   it("lets the function's role read the stream and the secret and send to the failure queue", () => {
     const streamId = onlyId(dev, 'AWS::Kinesis::Stream');
-    const secretId = onlyId(dev, 'AWS::SecretsManager::Secret');
-    const queueId = onlyId(dev, 'AWS::SQS::Queue');
-    const writer = Object.values(dev.findResources('AWS::Lambda::Function', { Properties: { Runtime: 'nodejs22.x' } }));
-    expect(writer).toHaveLength(1);
+    const secretId = onlyId(dev, 'AWS::SecretsManager::Secret', 'DatabaseSecret');
+    const queueId = onlyId(dev, 'AWS::SQS::Queue', 'TimescaleWriterFailedBatches');
+    const writer = [dev.findResources('AWS::Lambda::Function')[onlyId(dev, 'AWS::Lambda::Function', 'TimescaleWriterFunction')]!];
     const roleId = (writer[0]!['Properties'] as { Role: { 'Fn::GetAtt': [string, string] } }).Role['Fn::GetAtt'][0];
 
     // One assertion per grant: arrayWith matches in order, and grant order is not a contract.
@@ -146,6 +152,26 @@ describe('PlatformStack: timescale writer', () => {
   });
 });
 
+describe('PlatformStack: ClickHouse writer', () => {
+  it('consumes the same stream with its own secret, event source and failure queue', () => {
+    const streamId = onlyId(dev, 'AWS::Kinesis::Stream');
+    const secretId = onlyId(dev, 'AWS::SecretsManager::Secret', 'ClickHouseSecret');
+    const queueId = onlyId(dev, 'AWS::SQS::Queue', 'ClickHouseWriterFailedBatches');
+    const fnId = onlyId(dev, 'AWS::Lambda::Function', 'ClickHouseWriterFunction');
+    dev.hasResourceProperties('AWS::Lambda::Function', {
+      Runtime: 'nodejs22.x',
+      Environment: { Variables: Match.objectLike({ CLICKHOUSE_SECRET_ARN: { Ref: secretId } }) },
+    });
+    dev.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: { Ref: fnId },
+      EventSourceArn: { 'Fn::GetAtt': [streamId, 'Arn'] },
+      BisectBatchOnFunctionError: true,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [queueId, 'Arn'] } } },
+    });
+  });
+});
+
 describe('PlatformStack: MCP service', () => {
   it('runs on Fargate (ARM64, private subnets) behind an internet-facing ALB that probes /healthz', () => {
     dev.resourceCountIs('AWS::ECS::Service', 1);
@@ -168,7 +194,7 @@ describe('PlatformStack: MCP service', () => {
             { Name: 'MCP_PORT', Value: '8080' },
             Match.objectLike({ Name: 'JWT_JWKS_URL' }),
           ]),
-          Secrets: [{ Name: 'DATABASE_URL', ValueFrom: { Ref: onlyId(dev, 'AWS::SecretsManager::Secret') } }],
+          Secrets: [{ Name: 'DATABASE_URL', ValueFrom: { Ref: onlyId(dev, 'AWS::SecretsManager::Secret', 'DatabaseSecret') } }],
         }),
       ],
     });
@@ -211,7 +237,10 @@ describe('PlatformStack: MCP service', () => {
         },
       },
     });
-    expect(Object.keys(readers)).toEqual([expect.stringMatching(/^TimescaleWriterFunctionServiceRole/)]);
+    expect(Object.keys(readers).sort()).toEqual([
+      expect.stringMatching(/^ClickHouseWriterFunctionServiceRole/),
+      expect.stringMatching(/^TimescaleWriterFunctionServiceRole/),
+    ]);
   });
 
   it('passes JWT settings from context and serves HTTPS with an HTTP redirect when given a certificate', () => {

@@ -1,6 +1,7 @@
 // Lambda entry: configuration, the secret and clients are resolved once per cold start, then
 // every invocation is one call into the shared consumer.
 import { openPostgres } from '../../../layers/shared/src/adapters/stores/pg-client.js';
+import { PgCopyWriter } from '../../../layers/shared/src/adapters/stores/pg-copy-writer.js';
 import { PostgresMarketStore } from '../../../layers/shared/src/adapters/stores/postgres-market-store.js';
 import { ConsumerEnvSchema, parseEnv } from '../../../layers/shared/src/config/env.js';
 import { resolveDatabaseUrl } from '../../../layers/shared/src/config/secrets.js';
@@ -13,7 +14,8 @@ const logger = createLogger({ level: env.LOG_LEVEL, fields: { fn: 'timescale-wri
 const databaseUrl = await resolveDatabaseUrl(env);
 
 export const handler = createTimescaleWriterHandler({
-  writer: new PostgresMarketStore(openPostgres(databaseUrl, { max: 1 })),
+  // COPY for batches of trades, parameterized statements for the rest
+  writer: new PostgresMarketStore(openPostgres(databaseUrl, { max: 1 }), { copyWriter: new PgCopyWriter(databaseUrl, { max: 1 }) }),
   logger,
   counters: new Counters(),
   source: 'timescale-writer',

@@ -49,6 +49,12 @@ export const McpServerEnvSchema = z
     /** OIDC issuer (Cognito user pool URL or any OIDC issuer) */
     JWT_ISSUER: z.string().min(1),
     JWT_AUDIENCE: z.string().min(1).optional(),
+    /** ClickHouse holding history; older ranges are read from it when set */
+    CLICKHOUSE_URL: z.string().regex(/^https?:\/\//, 'an http(s):// ClickHouse URL').optional(),
+    CLICKHOUSE_DATABASE: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a ClickHouse database name').optional(),
+    /** how long TimescaleDB keeps ticks and candles: the handover to ClickHouse */
+    RETENTION_TICKS_DAYS: z.coerce.number().int().min(1).default(7),
+    RETENTION_CANDLES_DAYS: z.coerce.number().int().min(1).default(30),
     /** JWKS of the issuer; production mode */
     JWT_JWKS_URL: z.string().url().optional(),
     /** HS256 shared secret (at least 32 bytes); development only */

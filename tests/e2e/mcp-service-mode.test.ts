@@ -1,0 +1,85 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { PostgresMarketStore } from '../../layers/shared/src/adapters/stores/postgres-market-store.js';
+import { issueDevToken } from '../../layers/shared/src/mcp/auth.js';
+import { trade } from '../fixtures/events.js';
+import { createTestDatabase, type TestDatabase } from '../support/databases.js';
+import { describeWithService } from '../support/services.js';
+
+const SECRET = 'an-hs256-secret-of-at-least-32-characters!';
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as { port: number };
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+/** functions/mcp-server/main.ts as Fargate runs it: configuration from the environment, PostgreSQL. */
+describeWithService('postgres', 'MCP server in service mode', (serverUrl) => {
+  let database: TestDatabase;
+  let child: ChildProcess;
+  let url: string;
+  let stderr = '';
+
+  beforeAll(async () => {
+    database = await createTestDatabase('postgres', serverUrl);
+    await new PostgresMarketStore(database.db).writeEvents([trade({ id: '1', ts: Date.now() - 1_000 })]);
+    const port = await freePort();
+    url = `http://127.0.0.1:${port}/mcp`;
+    child = spawn(process.execPath, ['--import', 'tsx', 'functions/mcp-server/main.ts'], {
+      env: {
+        PATH: process.env.PATH,
+        DATABASE_URL: database.url!,
+        MCP_HOST: '127.0.0.1',
+        MCP_PORT: String(port),
+        JWT_ISSUER: 'https://issuer.test/',
+        JWT_AUDIENCE: 'qicore-mcp',
+        JWT_HS256_SECRET: SECRET,
+        LOG_LEVEL: 'info',
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+    const deadline = Date.now() + 30_000;
+    while (!stderr.includes('mcp server listening')) {
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`server did not start: ${stderr}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }, 60_000);
+
+  afterAll(async () => {
+    if (child && child.exitCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    await database?.dispose();
+  });
+
+  it('answers tools for a valid token, 401 otherwise, and exits cleanly on SIGTERM', async () => {
+    const token = await issueDevToken(new TextEncoder().encode(SECRET), {
+      subject: 'agent-1',
+      issuer: 'https://issuer.test/',
+      audience: 'qicore-mcp',
+    });
+    const client = new Client({ name: 'svc', version: '1' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { Authorization: `Bearer ${token}` } } }));
+    const answer = (await client.callTool({ name: 'list_markets', arguments: {} })) as { structuredContent?: { markets: { symbol: string }[] } };
+    expect(answer.structuredContent?.markets.map((m) => m.symbol)).toEqual(['BTC/USDT']);
+    await client.close();
+
+    const wrong = await issueDevToken(new TextEncoder().encode(`${SECRET}-other`), { subject: 'x', issuer: 'https://issuer.test/', audience: 'qicore-mcp' });
+    const res = await fetch(url, { method: 'POST', headers: { Authorization: `Bearer ${wrong}`, 'Content-Type': 'application/json' }, body: '{}' });
+    expect(res.status).toBe(401);
+
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(stderr).not.toContain(SECRET);
+  });
+});
