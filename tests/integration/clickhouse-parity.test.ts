@@ -121,6 +121,22 @@ describeWithService('clickhouse', 'ClickHouse and Postgres stores read the same'
       expect(await clickhouse.trades(range)).toEqual(await postgres.trades(range));
     });
 
+    it(`trade stats of ${m.symbol}: volumes exact, quote volume and VWAP equal`, async () => {
+      for (const [since, until] of [
+        [0, 4_102_444_800_000],
+        [SUNDAY_NOON + 5 * 3_600_000, SUNDAY_NOON + 9 * 3_600_000 + 1],
+      ] as const) {
+        const want = await postgres.tradeStats({ ...m, since, until });
+        const got = await clickhouse.tradeStats({ ...m, since, until });
+        expect(want.trades).toBeGreaterThan(0);
+        expect(got).toMatchObject({ trades: want.trades, firstTs: want.firstTs, lastTs: want.lastTs });
+        expect(got.volume).toBe(want.volume);
+        expect(got.buyVolume).toBe(want.buyVolume);
+        expect(got.sellVolume).toBe(want.sellVolume);
+        expect(got.quoteVolume / want.quoteVolume).toBeCloseTo(1, 12);
+      }
+    });
+
     it(`candles of ${m.symbol}: 1m, 5m, 1h, 1d, 1w equal, both directions and in ranges`, async () => {
       for (const timeframe of ['1m', '5m', '1h', '1d', '1w'] as const) {
         for (const newestFirst of [false, true]) {

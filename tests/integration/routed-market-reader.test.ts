@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PostgresMarketStore } from '../../layers/shared/src/adapters/stores/postgres-market-store.js';
 import type { Trade } from '../../layers/shared/src/domain/index.js';
 import type { Clock } from '../../layers/shared/src/ports/index.js';
+import { MarketQueryService } from '../../layers/shared/src/query/market-query.js';
 import { RoutedMarketReader } from '../../layers/shared/src/query/routed-market-reader.js';
 import { T0, trade } from '../fixtures/events.js';
 import { createTestDatabase, type TestDatabase } from '../support/databases.js';
@@ -94,5 +95,41 @@ describe('RoutedMarketReader', () => {
     const [feed] = (await routed.listFeeds()).filter((f) => f.channel === 'trades');
     const [truth] = (await all.listFeeds()).filter((f) => f.channel === 'trades');
     expect(feed).toMatchObject({ firstTs: truth!.firstTs, lastTs: truth!.lastTs });
+  });
+});
+
+describe('trade stats (volume, VWAP) across the handover', () => {
+  it('adds up the two stores exactly as one store would', async () => {
+    const now = T0 + 10 * DAY;
+    const dbs = await Promise.all([0, 1, 2].map(() => createTestDatabase('pglite')));
+    const [recent, history, all] = dbs.map((d) => new PostgresMarketStore(d.db)) as [PostgresMarketStore, PostgresMarketStore, PostgresMarketStore];
+    try {
+      const trades = Array.from({ length: 40 }, (_, i) =>
+        trade({ id: String(i), ts: T0 + i * 6 * HOUR, price: 100 + (i % 5) * 0.1, amount: 0.1 + (i % 4) * 0.1, side: i % 3 ? 'buy' : 'sell' }),
+      );
+      await history.writeEvents(trades);
+      await all.writeEvents(trades);
+      await recent.writeEvents(trades.filter((t) => t.ts >= now - 2 * DAY));
+      const routed = new RoutedMarketReader(recent, history, { now: () => now }, { ticksMs: 2 * DAY, candlesMs: 2 * DAY });
+      const range = { exchange: 'binance', symbol: 'BTC/USDT', since: T0, until: now };
+      const want = await all.tradeStats(range);
+      const got = await routed.tradeStats(range);
+      expect(got.trades).toBe(40);
+      expect(got).toMatchObject({ trades: want.trades, firstTs: want.firstTs, lastTs: want.lastTs });
+      for (const k of ['volume', 'buyVolume', 'sellVolume', 'quoteVolume'] as const) expect(got[k]).toBeCloseTo(want[k], 9);
+      const expectedVolume = trades.reduce((v, t) => v + t.amount, 0);
+      expect(want.volume).toBeCloseTo(expectedVolume, 12);
+      expect(want.buyVolume + want.sellVolume).toBeCloseTo(want.volume, 12);
+      const query = new MarketQueryService(routed, { now: () => now });
+      const view = await query.getTradeStats(range);
+      expect(view.vwap).toBeCloseTo(want.quoteVolume / want.volume, 12);
+      expect(view.vwap).toBeGreaterThan(100);
+      expect(view.vwap).toBeLessThan(100.5);
+      await expect(query.getTradeStats({ ...range, since: now, until: now })).rejects.toThrow(/since must be before until/);
+      const empty = await routed.tradeStats({ ...range, since: now + 1, until: now + 2 });
+      expect(empty).toMatchObject({ trades: 0, volume: 0, firstTs: null, lastTs: null });
+    } finally {
+      for (const d of dbs) await d.dispose();
+    }
   });
 });

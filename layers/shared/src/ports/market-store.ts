@@ -75,6 +75,29 @@ export interface CandleQuery {
   readonly limit: number;
 }
 
+/** A time range of one market's trades, for volume and VWAP. */
+export interface TradeStatsQuery {
+  readonly exchange: string;
+  readonly symbol: string;
+  /** inclusive, ms epoch */
+  readonly since: number;
+  /** exclusive, ms epoch */
+  readonly until: number;
+}
+
+/** Sums over the trades of a range; they add up across ranges, so stores can be combined. */
+export interface TradeStats {
+  readonly trades: number;
+  /** base currency */
+  readonly volume: number;
+  readonly buyVolume: number;
+  readonly sellVolume: number;
+  /** sum of price x amount, quote currency */
+  readonly quoteVolume: number;
+  readonly firstTs: number | null;
+  readonly lastTs: number | null;
+}
+
 /** A candle as stored: `closed` is decided by the query layer, which knows the clock. */
 export type StoredCandle = Omit<Candle, 'closed' | 'type' | 'source'> & {
   /** trades in the candle (0 where the exchange does not say) */
@@ -89,6 +112,8 @@ export interface MarketReader {
   latestTicker(exchange: string, symbol: string): Promise<Ticker | null>;
   latestBook(exchange: string, symbol: string): Promise<OrderBook | null>;
   trades(query: TradeQuery): Promise<readonly Trade[]>;
+  /** Trade count, volumes and quote volume of a range (VWAP = quoteVolume / volume). */
+  tradeStats(query: TradeStatsQuery): Promise<TradeStats>;
   /** Candles of `timeframe`, rolled up from 1m where needed; ascending unless newestFirst. */
   candles(query: CandleQuery): Promise<readonly StoredCandle[]>;
 }

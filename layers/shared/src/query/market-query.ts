@@ -1,7 +1,7 @@
-import { PlatformError } from '../domain/errors.js';
+import { PlatformError, ValidationError } from '../domain/errors.js';
 import type { Candle, OrderBook, Ticker, Timeframe, Trade } from '../domain/index.js';
 import { bucketStart, timeframeMs } from '../domain/index.js';
-import type { Channel, Clock, FeedCoverage, MarketReader, StoredCandle } from '../ports/index.js';
+import type { Channel, Clock, FeedCoverage, MarketReader, StoredCandle, TradeStats } from '../ports/index.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 
 /** Exchange or symbol the store holds no data for; carries what it does hold. */
@@ -70,6 +70,12 @@ export interface CandlesPage {
   /** always oldest first */
   readonly candles: readonly CandleView[];
   readonly nextCursor: string | null;
+  readonly freshness: Freshness;
+}
+
+export interface TradeStatsView extends TradeStats {
+  /** volume-weighted average price, null when the range holds no trade */
+  readonly vwap: number | null;
   readonly freshness: Freshness;
 }
 
@@ -164,6 +170,18 @@ export class MarketQueryService {
     return {
       trades: newestFirst ? [...page].reverse() : page,
       nextCursor,
+      freshness: this.freshness(feed('trades')?.lastTs ?? null),
+    };
+  }
+
+  /** Volume, buy/sell split and VWAP of a market's trades in [since, until); an empty range has no VWAP. */
+  async getTradeStats(req: { exchange: string; symbol: string; since: number; until: number }): Promise<TradeStatsView> {
+    const feed = await this.requireMarket(req.exchange, req.symbol);
+    if (!(req.since < req.until)) throw new ValidationError('since must be before until');
+    const stats = await this.reader.tradeStats(req);
+    return {
+      ...stats,
+      vwap: stats.volume > 0 ? stats.quoteVolume / stats.volume : null,
       freshness: this.freshness(feed('trades')?.lastTs ?? null),
     };
   }

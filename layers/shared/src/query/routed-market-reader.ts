@@ -1,6 +1,15 @@
 import type { OrderBook, Ticker, Trade } from '../domain/index.js';
 import { bucketStart, timeframeMs } from '../domain/index.js';
-import type { CandleQuery, Clock, FeedCoverage, MarketReader, StoredCandle, TradeQuery } from '../ports/index.js';
+import type {
+  CandleQuery,
+  Clock,
+  FeedCoverage,
+  MarketReader,
+  StoredCandle,
+  TradeQuery,
+  TradeStats,
+  TradeStatsQuery,
+} from '../ports/index.js';
 
 export interface RetentionWindows {
   /** how long the recent store keeps trades, tickers and books */
@@ -74,6 +83,27 @@ export class RoutedMarketReader implements MarketReader {
     return q.newestFirst
       ? stitch(read, [this.recent, newer], [this.history, older], q.limit)
       : stitch(read, [this.history, older], [this.recent, newer], q.limit);
+  }
+
+  async tradeStats(q: TradeStatsQuery): Promise<TradeStats> {
+    const handover = this.handover('ticks');
+    if (q.since >= handover) return this.recent.tradeStats(q);
+    if (q.until <= handover) return this.history.tradeStats(q);
+    const [older, newer] = await Promise.all([
+      this.history.tradeStats({ ...q, until: handover }),
+      this.recent.tradeStats({ ...q, since: handover }),
+    ]);
+    const edge = (a: number | null, b: number | null, pick: (x: number, y: number) => number) =>
+      a === null ? b : b === null ? a : pick(a, b);
+    return {
+      trades: older.trades + newer.trades,
+      volume: older.volume + newer.volume,
+      buyVolume: older.buyVolume + newer.buyVolume,
+      sellVolume: older.sellVolume + newer.sellVolume,
+      quoteVolume: older.quoteVolume + newer.quoteVolume,
+      firstTs: edge(older.firstTs, newer.firstTs, Math.min),
+      lastTs: edge(older.lastTs, newer.lastTs, Math.max),
+    };
   }
 
   async candles(q: CandleQuery): Promise<readonly StoredCandle[]> {

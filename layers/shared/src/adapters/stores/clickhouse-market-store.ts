@@ -8,6 +8,8 @@ import type {
   MarketStore,
   StoredCandle,
   TradeQuery,
+  TradeStats,
+  TradeStatsQuery,
   WriteSummary,
 } from '../../ports/index.js';
 import type { ClickHouseExecutor } from './clickhouse-client.js';
@@ -178,6 +180,43 @@ export class ClickHouseMarketStore implements MarketStore {
       depth: row.depth,
       bids: row.bids,
       asks: row.asks,
+    };
+  }
+
+  async tradeStats(q: TradeStatsQuery): Promise<TradeStats> {
+    // deduplicated first (a batch may have landed twice); volumes from the exact decimal amounts,
+    // read as text because 18.16's toFloat64(Decimal) is off in the last digit
+    const rows = await this.ch.query<{
+      trades: U64;
+      volume: string;
+      buyVolume: string;
+      sellVolume: string;
+      quoteVolume: number;
+      firstTs: U64;
+      lastTs: U64;
+    }>(
+      sql`SELECT count() AS trades,
+                 toString(sum(amount_dec)) AS volume,
+                 toString(sumIf(amount_dec, side = 'buy')) AS buyVolume,
+                 toString(sumIf(amount_dec, side = 'sell')) AS sellVolume,
+                 sum(price * amount) AS quoteVolume,
+                 min(ts) AS firstTs, max(ts) AS lastTs
+          FROM (
+            SELECT ts, trade_id, price, amount, amount_dec, side FROM trades
+            WHERE exchange = ${q.exchange} AND symbol = ${q.symbol} AND ts >= ${q.since} AND ts < ${q.until}
+            LIMIT 1 BY ts, trade_id
+          )`,
+    );
+    const r = rows[0]!;
+    const trades = num(r.trades);
+    return {
+      trades,
+      volume: Number(r.volume),
+      buyVolume: Number(r.buyVolume),
+      sellVolume: Number(r.sellVolume),
+      quoteVolume: r.quoteVolume,
+      firstTs: trades > 0 ? num(r.firstTs) : null,
+      lastTs: trades > 0 ? num(r.lastTs) : null,
     };
   }
 

@@ -9,6 +9,8 @@ import type {
   MarketStore,
   StoredCandle,
   TradeQuery,
+  TradeStats,
+  TradeStatsQuery,
   WriteSummary,
 } from '../../ports/index.js';
 import { copyChunks, copyNumber, copyText, type CopyExecutor, type CopyTransactions } from './pg-copy-writer.js';
@@ -274,6 +276,22 @@ export class PostgresMarketStore implements MarketStore {
       params,
     );
     return rows.map((r) => ({ type: 'trade', ...r }));
+  }
+
+  async tradeStats(q: TradeStatsQuery): Promise<TradeStats> {
+    // numeric sums: 0.1 + 0.2 stays 0.3, as in the candles
+    const { rows } = await this.db.query<TradeStats>(
+      `SELECT count(*)::int AS trades,
+              coalesce(sum(amount::numeric), 0)::float8 AS volume,
+              coalesce(sum(amount::numeric) FILTER (WHERE side = 'buy'), 0)::float8 AS "buyVolume",
+              coalesce(sum(amount::numeric) FILTER (WHERE side = 'sell'), 0)::float8 AS "sellVolume",
+              coalesce(sum(price::numeric * amount::numeric), 0)::float8 AS "quoteVolume",
+              ts_to_ms(min(ts)) AS "firstTs", ts_to_ms(max(ts)) AS "lastTs"
+       FROM trades
+       WHERE exchange = $1 AND symbol = $2 AND ts >= ms_to_ts($3::bigint) AND ts < ms_to_ts($4::bigint)`,
+      [q.exchange, q.symbol, q.since, q.until],
+    );
+    return rows[0]!;
   }
 
   async candles(q: CandleQuery): Promise<readonly StoredCandle[]> {
