@@ -200,15 +200,32 @@ export class MarketQueryService {
       if (newestFirst) until = cursor.ts;
       else since = cursor.ts + size;
     }
-    const rows = await this.reader.candles({
-      exchange: req.exchange,
-      symbol: req.symbol,
-      timeframe: req.timeframe,
-      ...(since !== undefined && { since }),
-      ...(until !== undefined && { until }),
-      newestFirst,
-      limit: limit + 1,
-    });
+    const read = (from: number | undefined) =>
+      this.reader.candles({
+        exchange: req.exchange,
+        symbol: req.symbol,
+        timeframe: req.timeframe,
+        ...(from !== undefined && { since: from }),
+        ...(until !== undefined && { until }),
+        newestFirst,
+        limit: limit + 1,
+      });
+    let rows: readonly StoredCandle[];
+    if (newestFirst && since === undefined) {
+      // The last N candles: bound the scan to a window ending at the newest data and widen it only
+      // when gaps leave it short, instead of rolling up the market's whole history to keep N.
+      const oldest = Math.min(feed('trades')?.firstTs ?? Infinity, feed('candles')?.firstTs ?? Infinity);
+      const newest = Math.min(until ?? Infinity, newestOf(feed('trades')?.lastTs, feed('candles')?.lastTs) ?? 0);
+      let span = (limit + 1) * size;
+      for (;;) {
+        const from = bucketStart(newest, req.timeframe) + size - span;
+        rows = await read(from);
+        if (rows.length > limit || from <= oldest) break;
+        span *= 4;
+      }
+    } else {
+      rows = await read(since);
+    }
     const page = rows.slice(0, limit);
     const edge = page.at(-1);
     const now = this.clock.now();

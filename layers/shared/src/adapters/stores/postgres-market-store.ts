@@ -314,7 +314,8 @@ export class PostgresMarketStore implements MarketStore {
          -- one source per minute, never a blend: collected trades first, the exchange's candle otherwise
          SELECT DISTINCT ON (ts) ts_to_ms(ts) AS t, source, open, high, low, close, volume, trades
          FROM candles WHERE ${where.join(' AND ')}
-         ORDER BY ts, (source = 'trades') DESC
+         -- 'trades' > 'exchange'; (ts DESC, source DESC) is the primary key read backwards: no sort
+         ORDER BY ts DESC, source DESC
        ), bucketed AS (
          SELECT floor((t + ${offP}) / ${sizeP}) * ${sizeP} - ${offP} AS bucket, * FROM minute
        )
