@@ -1,38 +1,28 @@
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import {
-  createClickHouseDatabase,
-  dropClickHouseDatabase,
-  openClickHouse,
-  type ClickHouseExecutor,
-} from '../../layers/shared/src/adapters/stores/clickhouse-client.js';
+import { type ClickHouseExecutor } from '../../layers/shared/src/adapters/stores/clickhouse-client.js';
 import { ClickHouseMarketStore } from '../../layers/shared/src/adapters/stores/clickhouse-market-store.js';
 import { CLICKHOUSE_MIGRATIONS_DIR, runClickHouseMigrations } from '../../layers/shared/src/adapters/stores/clickhouse-migrations.js';
 import { sql } from '../../layers/shared/src/adapters/stores/clickhouse-sql.js';
 import { MigrationError } from '../../layers/shared/src/adapters/stores/migrations.js';
+import { createClickHouseTestDatabase, type TestClickHouse } from '../support/clickhouse.js';
 import { describeWithService } from '../support/services.js';
 import { T0, book, candle, ticker, trade } from '../fixtures/events.js';
 
 const MIN = 60_000;
 
 describeWithService('clickhouse', 'ClickHouseMarketStore', (url) => {
-  const database = `qicore_t_${randomBytes(6).toString('hex')}`;
+  let database: TestClickHouse;
   let ch: ClickHouseExecutor;
   let store: ClickHouseMarketStore;
 
   beforeAll(async () => {
-    await createClickHouseDatabase(url, database);
-    ch = openClickHouse(url, { database });
-    await runClickHouseMigrations(ch);
-    store = new ClickHouseMarketStore(ch);
+    database = await createClickHouseTestDatabase(url);
+    ({ ch, store } = database);
   });
-  afterAll(async () => {
-    await store?.close();
-    await dropClickHouseDatabase(url, database);
-  });
+  afterAll(() => database?.dispose());
 
   it('records the applied migration with its checksum; re-running applies nothing', async () => {
     const rows = await ch.query<{ version: string; checksum: string }>(sql`SELECT version, checksum FROM schema_migrations`);

@@ -1,32 +1,21 @@
-import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import {
-  createClickHouseDatabase,
-  dropClickHouseDatabase,
-  openClickHouse,
-  type ClickHouseExecutor,
-} from '../../layers/shared/src/adapters/stores/clickhouse-client.js';
+import { type ClickHouseExecutor } from '../../layers/shared/src/adapters/stores/clickhouse-client.js';
 import { ClickHouseMarketStore } from '../../layers/shared/src/adapters/stores/clickhouse-market-store.js';
-import { runClickHouseMigrations } from '../../layers/shared/src/adapters/stores/clickhouse-migrations.js';
 import { RetentionError, dropExpiredPartitions, type PartitionedTable } from '../../layers/shared/src/adapters/stores/clickhouse-retention.js';
+import { createClickHouseTestDatabase, type TestClickHouse } from '../support/clickhouse.js';
 import { describeWithService } from '../support/services.js';
 import { trade } from '../fixtures/events.js';
 
 describeWithService('clickhouse', 'ClickHouse partition retention', (url) => {
-  const database = `qicore_t_${randomBytes(6).toString('hex')}`;
+  let database: TestClickHouse;
   let ch: ClickHouseExecutor;
   let store: ClickHouseMarketStore;
 
   beforeAll(async () => {
-    await createClickHouseDatabase(url, database);
-    ch = openClickHouse(url, { database });
-    await runClickHouseMigrations(ch);
-    store = new ClickHouseMarketStore(ch);
+    database = await createClickHouseTestDatabase(url);
+    ({ ch, store } = database);
   });
-  afterAll(async () => {
-    await store?.close();
-    await dropClickHouseDatabase(url, database);
-  });
+  afterAll(() => database?.dispose());
 
   it('drops whole months older than keepDays, keeps the rest, and is idempotent', async () => {
     const at = (y: number, m: number, d: number) => Date.UTC(y, m - 1, d, 12);

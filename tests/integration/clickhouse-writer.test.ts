@@ -1,20 +1,14 @@
-import { randomBytes } from 'node:crypto';
 import type { Context, KinesisStreamEvent } from 'aws-lambda';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import {
-  createClickHouseDatabase,
-  dropClickHouseDatabase,
-  openClickHouse,
-  type ClickHouseExecutor,
-} from '../../layers/shared/src/adapters/stores/clickhouse-client.js';
+import { type ClickHouseExecutor } from '../../layers/shared/src/adapters/stores/clickhouse-client.js';
 import { ClickHouseMarketStore } from '../../layers/shared/src/adapters/stores/clickhouse-market-store.js';
-import { runClickHouseMigrations } from '../../layers/shared/src/adapters/stores/clickhouse-migrations.js';
 import { sql } from '../../layers/shared/src/adapters/stores/clickhouse-sql.js';
 import { createClickHouseWriterHandler } from '../../layers/shared/src/consumers/clickhouse-writer.js';
 import type { StoreWriterCounter } from '../../layers/shared/src/consumers/store-writer.js';
 import { Counters } from '../../layers/shared/src/observability/counters.js';
 import { silentLogger } from '../../layers/shared/src/observability/logger.js';
 import { encodeEvents } from '../../layers/shared/src/stream/event-codec.js';
+import { createClickHouseTestDatabase, type TestClickHouse } from '../support/clickhouse.js';
 import { describeWithService } from '../support/services.js';
 import { T0, ticker, trade } from '../fixtures/events.js';
 
@@ -42,20 +36,15 @@ function kinesisEvent(datas: Uint8Array[]): KinesisStreamEvent {
 const ctx = {} as Context;
 
 describeWithService('clickhouse', 'clickhouse-writer handler', (url) => {
-  const database = `qicore_t_${randomBytes(6).toString('hex')}`;
+  let database: TestClickHouse;
   let ch: ClickHouseExecutor;
   let store: ClickHouseMarketStore;
 
   beforeAll(async () => {
-    await createClickHouseDatabase(url, database);
-    ch = openClickHouse(url, { database });
-    await runClickHouseMigrations(ch);
-    store = new ClickHouseMarketStore(ch);
+    database = await createClickHouseTestDatabase(url);
+    ({ ch, store } = database);
   });
-  afterAll(async () => {
-    await store?.close();
-    await dropClickHouseDatabase(url, database);
-  });
+  afterAll(() => database?.dispose());
 
   it('writes a batch delivered twice once, dead-letters poison, reports no failure', async () => {
     const counters = new Counters<StoreWriterCounter>();

@@ -3,17 +3,7 @@
  * query API): polling with deadlines, driving the simulated market, fresh ClickHouse databases,
  * paging the query API to the end, and the answers the printed trades imply.
  */
-import { randomBytes } from 'node:crypto';
 import { expect } from 'vitest';
-import {
-  createClickHouseDatabase,
-  dropClickHouseDatabase,
-  openClickHouse,
-  type ClickHouseExecutor,
-} from '../../layers/shared/src/adapters/stores/clickhouse-client.js';
-import { ClickHouseMarketStore } from '../../layers/shared/src/adapters/stores/clickhouse-market-store.js';
-import { runClickHouseMigrations } from '../../layers/shared/src/adapters/stores/clickhouse-migrations.js';
-import { sql, trustedSql } from '../../layers/shared/src/adapters/stores/clickhouse-sql.js';
 import type { SqlClient } from '../../layers/shared/src/adapters/stores/sql-client.js';
 import { bucketStart, type Trade } from '../../layers/shared/src/domain/index.js';
 import type { Logger } from '../../layers/shared/src/observability/logger.js';
@@ -23,7 +13,6 @@ import type { PrintedTrade } from '../../local/sim/market.js';
 import type { SimulatedExchange } from '../../local/sim/server.js';
 
 export const EXCHANGE = 'binance';
-const MINUTE = 60_000;
 
 /** A condition polled until it holds; the error names it and the last value seen. */
 export class WaitTimeoutError extends Error {}
@@ -32,6 +21,8 @@ export class WaitTimeoutError extends Error {}
  * Polls `probe` until `done(value)` holds, every `intervalMs`, for at most `timeoutMs`; resolves to
  * the value. On timeout it throws WaitTimeoutError with `what` and the last value (or error).
  */
+export { createClickHouseTestDatabase, type TestClickHouse } from './clickhouse.js';
+
 export async function waitFor<T>(
   what: string,
   probe: () => Promise<T> | T,
@@ -107,57 +98,6 @@ export function allPrinted(sim: SimulatedExchange, symbols: readonly string[]): 
 }
 
 // --- ClickHouse ---------------------------------------------------------------------------------
-
-export interface TestClickHouse {
-  readonly name: string;
-  readonly ch: ClickHouseExecutor;
-  readonly store: ClickHouseMarketStore;
-  /** rows physically in `table` (copies not merged yet included), optionally of one symbol */
-  rawCount(table: 'trades' | 'candles', symbol?: string): Promise<number>;
-  /** distinct trade keys physically held */
-  distinctTrades(): Promise<number>;
-  /** Stops background merges of these tables (of this database only): copies stay until read. */
-  stopMerges(tables: readonly string[]): Promise<void>;
-  /** closes the store and drops the database */
-  dispose(): Promise<void>;
-}
-
-/** A fresh ClickHouse database with the repository's migrations applied, and a store on it. */
-export async function createClickHouseTestDatabase(url: string): Promise<TestClickHouse> {
-  const name = `qicore_t_${randomBytes(6).toString('hex')}`;
-  await createClickHouseDatabase(url, name);
-  const ch = openClickHouse(url, { database: name });
-  try {
-    await runClickHouseMigrations(ch);
-  } catch (error) {
-    await ch.close();
-    await dropClickHouseDatabase(url, name);
-    throw error;
-  }
-  const store = new ClickHouseMarketStore(ch);
-  return {
-    name,
-    ch,
-    store,
-    async rawCount(table, symbol) {
-      const where = symbol === undefined ? sql`1` : sql`symbol = ${symbol}`;
-      const [row] = await ch.query<{ n: string }>(sql`SELECT count() AS n FROM ${trustedSql(table)} WHERE ${where}`);
-      return Number(row?.n ?? 0);
-    },
-    async distinctTrades() {
-      const [row] = await ch.query<{ n: string }>(sql`SELECT count() AS n FROM (SELECT DISTINCT exchange, symbol, ts, trade_id FROM trades)`);
-      return Number(row?.n ?? 0);
-    },
-    async stopMerges(tables) {
-      // names are this file's constants; the database is ours alone, other suites are not touched
-      for (const t of tables) await ch.command(trustedSql(`SYSTEM STOP MERGES ${name}.${t}`));
-    },
-    async dispose() {
-      await store.close();
-      await dropClickHouseDatabase(url, name);
-    },
-  };
-}
 
 // --- PostgreSQL ---------------------------------------------------------------------------------
 
