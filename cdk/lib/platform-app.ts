@@ -1,5 +1,6 @@
 import { Annotations, type App } from 'aws-cdk-lib';
-import { PlatformStack } from './platform-stack.js';
+import { PlatformStack, STREAM_KINDS, type StreamKind } from './platform-stack.js';
+import { InvalidPropsError } from './prop-checks.js';
 import { DEFAULT_STAGE, stageConfigFor } from './stage-config.js';
 
 /** Placeholders that let an unconfigured app synth; every token is rejected until real values are passed. */
@@ -12,6 +13,7 @@ const PLACEHOLDER_AUTH = {
 /** Context keys the app reads (`-c key=value`). */
 export const CONTEXT_KEYS = {
   stage: 'stage',
+  stream: 'stream',
   jwtIssuer: 'jwtIssuer',
   jwtAudience: 'jwtAudience',
   jwksUrl: 'jwksUrl',
@@ -35,6 +37,10 @@ export function definePlatform(app: App, env: NodeJS.ProcessEnv = process.env): 
   const jwksUrl = context(CONTEXT_KEYS.jwksUrl);
   const databaseSecretArn = context(CONTEXT_KEYS.databaseSecretArn);
   const clickhouseSecretArn = context(CONTEXT_KEYS.clickhouseSecretArn);
+  const streamKind = context(CONTEXT_KEYS.stream) ?? 'kinesis';
+  if (!(STREAM_KINDS as readonly string[]).includes(streamKind)) {
+    throw new InvalidPropsError(`unknown stream '${streamKind}': accepted are ${STREAM_KINDS.join(', ')} (pass -c stream=<kind>)`);
+  }
   const mcpCertificateArn = context(CONTEXT_KEYS.mcpCertificateArn);
 
   const stack = new PlatformStack(app, `Qicore-${config.name}`, {
@@ -48,6 +54,7 @@ export function definePlatform(app: App, env: NodeJS.ProcessEnv = process.env): 
     jwksUrl: jwksUrl ?? PLACEHOLDER_AUTH.jwksUrl,
     ...(databaseSecretArn && { databaseSecretArn }),
     ...(clickhouseSecretArn && { clickhouseSecretArn }),
+    streamKind: streamKind as StreamKind,
     ...(mcpCertificateArn && { mcpCertificateArn }),
   });
   if (jwtIssuer === undefined || jwtAudience === undefined || jwksUrl === undefined) {

@@ -3,10 +3,16 @@ import { Certificate } from 'aws-cdk-lib/aws-certificatemanager';
 import { IpAddresses, SubnetType, Vpc } from 'aws-cdk-lib/aws-ec2';
 import { Secret, type ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
+import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import { MarketStream } from './constructs/market-stream.js';
+import { MarketTopic } from './constructs/market-topic.js';
 import { McpService } from './constructs/mcp-service.js';
 import { ClickHouseWriter, TimescaleWriter, type StoreWriterOptions } from './constructs/store-writer.js';
 import type { StageConfig } from './stage-config.js';
+
+/** The stream choice: Kinesis Data Streams, or Kafka on MSK Serverless. */
+export type StreamKind = 'kinesis' | 'msk';
+export const STREAM_KINDS: readonly StreamKind[] = ['kinesis', 'msk'];
 
 export interface PlatformStackProps extends StackProps {
   /** sizes and lifetimes of the stage */
@@ -23,6 +29,11 @@ export interface PlatformStackProps extends StackProps {
    */
   readonly databaseSecretArn?: string;
   /**
+   * What carries market events: Kinesis Data Streams, or Kafka on MSK Serverless.
+   * @default 'kinesis'
+   */
+  readonly streamKind?: StreamKind;
+  /**
    * ARN of an existing secret holding the ClickHouse http(s):// URL.
    * @default - a new secret, whose value must be set after the first deploy
    */
@@ -38,7 +49,10 @@ export interface PlatformStackProps extends StackProps {
 export class PlatformStack extends Stack {
   readonly vpc: Vpc;
   readonly databaseSecret: ISecret;
-  readonly marketStream: MarketStream;
+  /** the Kinesis stream, when the stack streams through Kinesis */
+  readonly marketStream?: MarketStream;
+  /** the MSK Serverless topic, when the stack streams through Kafka */
+  readonly marketTopic?: MarketTopic;
   readonly clickhouseSecret: ISecret;
   readonly timescaleWriter: TimescaleWriter;
   readonly clickhouseWriter: ClickHouseWriter;
@@ -66,12 +80,21 @@ export class PlatformStack extends Stack {
           removalPolicy: config.removalPolicy,
         });
 
-    this.marketStream = new MarketStream(this, 'MarketStream', {
-      streamMode: config.stream.mode,
-      shardCount: config.stream.shardCount,
-      retentionPeriod: config.stream.retentionPeriod,
-      removalPolicy: config.removalPolicy,
-    });
+    const streamKind = props.streamKind ?? 'kinesis';
+    if (streamKind === 'kinesis') {
+      this.marketStream = new MarketStream(this, 'MarketStream', {
+        streamMode: config.stream.mode,
+        shardCount: config.stream.shardCount,
+        retentionPeriod: config.stream.retentionPeriod,
+        removalPolicy: config.removalPolicy,
+      });
+    } else {
+      this.marketTopic = new MarketTopic(this, 'MarketTopic', { vpc: this.vpc });
+    }
+    const topic = this.marketTopic;
+    const source = topic
+      ? { kafka: { clusterArn: topic.clusterArn, topic: topic.topicName, grantConsume: (fn: IFunction) => topic.grantConsume(fn) } }
+      : { stream: this.marketStream!.stream };
 
     this.clickhouseSecret = props.clickhouseSecretArn
       ? Secret.fromSecretCompleteArn(this, 'ClickHouseSecret', props.clickhouseSecretArn)
@@ -83,7 +106,7 @@ export class PlatformStack extends Stack {
     // Both writers read the same stream, each with its own event source and failure queue,
     // so a slow or failing store never holds the other back.
     const writer = (secret: ISecret): StoreWriterOptions => ({
-      stream: this.marketStream.stream,
+      ...source,
       secret,
       memorySize: config.writer.memorySize,
       timeout: config.writer.timeout,
@@ -113,7 +136,11 @@ export class PlatformStack extends Stack {
       }),
     });
 
-    new CfnOutput(this, 'MarketStreamName', { value: this.marketStream.stream.streamName });
+    if (this.marketStream) new CfnOutput(this, 'MarketStreamName', { value: this.marketStream.stream.streamName });
+    if (this.marketTopic) {
+      new CfnOutput(this, 'MarketClusterArn', { value: this.marketTopic.clusterArn });
+      new CfnOutput(this, 'MarketTopicName', { value: this.marketTopic.topicName });
+    }
     new CfnOutput(this, 'DatabaseSecretArn', { value: this.databaseSecret.secretArn });
     new CfnOutput(this, 'WriterFailureQueueUrl', { value: this.timescaleWriter.failureQueue.queueUrl });
     new CfnOutput(this, 'ClickHouseSecretArn', { value: this.clickhouseSecret.secretArn });

@@ -423,3 +423,56 @@ describe('construct props validation', () => {
     });
   });
 });
+
+describe('PlatformStack: Kafka on MSK Serverless (-c stream=msk)', () => {
+  let msk: Template;
+  beforeAll(() => {
+    msk = Template.fromStack(definePlatform(appWith({ stage: 'dev', stream: 'msk' }), {}));
+  });
+
+  it('creates an IAM-authenticated serverless cluster in the private subnets instead of a Kinesis stream', () => {
+    msk.resourceCountIs('AWS::Kinesis::Stream', 0);
+    msk.resourceCountIs('AWS::MSK::ServerlessCluster', 1);
+    msk.hasResourceProperties('AWS::MSK::ServerlessCluster', {
+      ClientAuthentication: { Sasl: { Iam: { Enabled: true } } },
+      VpcConfigs: [Match.objectLike({ SubnetIds: Match.anyValue(), SecurityGroups: Match.anyValue() })],
+    });
+    msk.hasResourceProperties('AWS::EC2::SecurityGroup', {
+      SecurityGroupIngress: [Match.objectLike({ FromPort: 9098, ToPort: 9098, IpProtocol: 'tcp' })],
+    });
+  });
+
+  it('feeds both writers from the topic with their MSK handlers, failure queues and consumer grants', () => {
+    const clusterId = onlyId(msk, 'AWS::MSK::ServerlessCluster');
+    msk.resourceCountIs('AWS::Lambda::EventSourceMapping', 2);
+    for (const prefix of ['TimescaleWriter', 'ClickHouseWriter']) {
+      const fnId = onlyId(msk, 'AWS::Lambda::Function', `${prefix}Function`);
+      const queueId = onlyId(msk, 'AWS::SQS::Queue', `${prefix}FailedBatches`);
+      msk.hasResourceProperties('AWS::Lambda::Function', { Handler: 'index.mskHandler' });
+      msk.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+        FunctionName: { Ref: fnId },
+        EventSourceArn: { 'Fn::GetAtt': [clusterId, 'Arn'] },
+        Topics: ['market-events'],
+        StartingPosition: 'TRIM_HORIZON',
+        DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [queueId, 'Arn'] } } },
+      });
+    }
+    type Policy = { Properties: { PolicyDocument: { Statement: { Action: string | string[] }[] } } };
+    const consumers = Object.entries(msk.findResources('AWS::IAM::Policy') as Record<string, Policy>)
+      .filter(([, p]) => p.Properties.PolicyDocument.Statement.some((st) => [st.Action].flat().includes('kafka-cluster:ReadData')))
+      .map(([id]) => id);
+    expect(consumers.sort()).toEqual([
+      expect.stringMatching(/^ClickHouseWriterFunctionServiceRole/),
+      expect.stringMatching(/^TimescaleWriterFunctionServiceRole/),
+    ]);
+  });
+
+  it('rejects an unknown stream kind, and a writer with no or two sources', () => {
+    expect(() => definePlatform(appWith({ stage: 'dev', stream: 'sqs' }), {})).toThrow(
+      "unknown stream 'sqs': accepted are kinesis, msk (pass -c stream=<kind>)",
+    );
+    const stack = new Stack(new App(), 'Bare');
+    const secret = new Secret(stack, 'S');
+    expect(() => new TimescaleWriter(stack, 'W', { secret })).toThrow(/exactly one source/);
+  });
+});

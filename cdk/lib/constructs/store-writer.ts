@@ -3,7 +3,7 @@ import type { IVpc, SubnetSelection } from 'aws-cdk-lib/aws-ec2';
 import { SubnetType } from 'aws-cdk-lib/aws-ec2';
 import type { IStream } from 'aws-cdk-lib/aws-kinesis';
 import { Architecture, Runtime, StartingPosition, type IFunction } from 'aws-cdk-lib/aws-lambda';
-import { KinesisEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
+import { KinesisEventSource, ManagedKafkaEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
@@ -25,9 +25,25 @@ const ESM_REQUIRE_BANNER =
 
 export type WriterLogLevel = 'debug' | 'info' | 'warn' | 'error';
 
+/** The Kafka source of a writer: the MSK cluster and topic (see MarketTopic). */
+export interface KafkaSource {
+  readonly clusterArn: string;
+  readonly topic: string;
+  /** grants the function's role what Lambda's event source needs to read as a consumer group */
+  grantConsume(grantee: IFunction): unknown;
+}
+
 export interface StoreWriterProps {
-  /** The stream of market events to consume. */
-  readonly stream: IStream;
+  /**
+   * The Kinesis stream of market events to consume; give this or `kafka`.
+   * @default - none
+   */
+  readonly stream?: IStream;
+  /**
+   * The MSK topic of market events to consume instead of a Kinesis stream.
+   * @default - none
+   */
+  readonly kafka?: KafkaSource;
   /** Handler source file, relative to the repository root. */
   readonly entry: string;
   /** What the function writes where, for the console. */
@@ -112,6 +128,9 @@ export class StoreWriter extends Construct {
     const retryAttempts = props.retryAttempts ?? 10;
     const memorySize = props.memorySize ?? 256;
     const timeout = props.timeout ?? Duration.seconds(60);
+    if ((props.stream === undefined) === (props.kafka === undefined)) {
+      throw new InvalidPropsError(`${id} needs exactly one source: stream (Kinesis) or kafka (MSK)`);
+    }
     // Validated before bundling: a bad value fails in milliseconds, not after esbuild.
     requireIntegerInRange(`${id} batchSize`, batchSize, 1, 10_000, 'the Kinesis event source limit');
     requireIntegerInRange(
@@ -135,7 +154,8 @@ export class StoreWriter extends Construct {
     const fn = new NodejsFunction(this, 'Function', {
       description: props.description,
       entry: repoPath(props.entry),
-      handler: 'handler',
+      // the entry exports `handler` for Kinesis events and `mskHandler` for MSK events
+      handler: props.kafka ? 'mskHandler' : 'handler',
       projectRoot: repoPath(''),
       depsLockFilePath: repoPath('package-lock.json'),
       runtime: Runtime.NODEJS_22_X,
@@ -181,20 +201,36 @@ export class StoreWriter extends Construct {
       removalPolicy,
     });
 
-    fn.addEventSource(
-      new KinesisEventSource(props.stream, {
-        startingPosition: props.startingPosition ?? StartingPosition.TRIM_HORIZON,
-        batchSize,
-        maxBatchingWindow,
-        parallelizationFactor,
-        retryAttempts,
-        // One poison record is isolated by splitting and by the handler's partial failures,
-        // so it never blocks its shard or replays a whole batch.
-        bisectBatchOnError: true,
-        reportBatchItemFailures: true,
-        onFailure: new SqsDlq(failureQueue),
-      }),
-    );
+    if (props.stream) {
+      fn.addEventSource(
+        new KinesisEventSource(props.stream, {
+          startingPosition: props.startingPosition ?? StartingPosition.TRIM_HORIZON,
+          batchSize,
+          maxBatchingWindow,
+          parallelizationFactor,
+          retryAttempts,
+          // One poison record is isolated by splitting and by the handler's partial failures,
+          // so it never blocks its shard or replays a whole batch.
+          bisectBatchOnError: true,
+          reportBatchItemFailures: true,
+          onFailure: new SqsDlq(failureQueue),
+        }),
+      );
+    } else if (props.kafka) {
+      // The handler throws to have a batch retried (partial responses need provisioned pollers);
+      // poison records never fail a batch, they are dead-lettered by the handler itself.
+      fn.addEventSource(
+        new ManagedKafkaEventSource({
+          clusterArn: props.kafka.clusterArn,
+          topic: props.kafka.topic,
+          startingPosition: props.startingPosition ?? StartingPosition.TRIM_HORIZON,
+          batchSize,
+          maxBatchingWindow,
+          onFailure: new SqsDlq(failureQueue),
+        }),
+      );
+      props.kafka.grantConsume(fn);
+    }
 
     this.function = fn;
     this.failureQueue = failureQueue;
@@ -210,7 +246,7 @@ export class TimescaleWriter extends StoreWriter {
     super(scope, id, {
       ...props,
       entry: TIMESCALE_WRITER_ENTRY,
-      description: 'Writes market events from Kinesis to TimescaleDB',
+      description: 'Writes market events from the stream to TimescaleDB',
       secretEnvVar: 'DATABASE_SECRET_ARN',
     });
   }
@@ -222,7 +258,7 @@ export class ClickHouseWriter extends StoreWriter {
     super(scope, id, {
       ...props,
       entry: CLICKHOUSE_WRITER_ENTRY,
-      description: 'Writes market events from Kinesis to ClickHouse',
+      description: 'Writes market events from the stream to ClickHouse',
       secretEnvVar: 'CLICKHOUSE_SECRET_ARN',
     });
   }

@@ -8,6 +8,8 @@ import {
   createClickHouseWriterHandler,
   resolveClickHouseUrl,
 } from '../../../layers/shared/src/consumers/clickhouse-writer.js';
+import { createMskWriterHandler } from '../../../layers/shared/src/consumers/msk-store-writer.js';
+import type { StoreWriterCounter, StoreWriterDeps } from '../../../layers/shared/src/consumers/store-writer.js';
 import { Counters } from '../../../layers/shared/src/observability/counters.js';
 import { createLogger } from '../../../layers/shared/src/observability/logger.js';
 
@@ -15,9 +17,14 @@ const env = parseEnv(ClickHouseWriterEnvSchema);
 const logger = createLogger({ level: env.LOG_LEVEL, fields: { fn: 'clickhouse-writer' } });
 const url = await resolveClickHouseUrl(env);
 
-export const handler = createClickHouseWriterHandler({
+const deps: StoreWriterDeps = {
   writer: new ClickHouseMarketStore(openClickHouse(url, env.CLICKHOUSE_DATABASE ? { database: env.CLICKHOUSE_DATABASE } : {})),
   logger,
-  counters: new Counters(),
+  counters: new Counters<StoreWriterCounter>(),
   source: 'clickhouse-writer',
-});
+};
+
+/** Kinesis event source. */
+export const handler = createClickHouseWriterHandler(deps);
+/** MSK (Kafka) event source. */
+export const mskHandler = createMskWriterHandler(deps);

@@ -5,7 +5,9 @@ import { PgCopyWriter } from '../../../layers/shared/src/adapters/stores/pg-copy
 import { PostgresMarketStore } from '../../../layers/shared/src/adapters/stores/postgres-market-store.js';
 import { ConsumerEnvSchema, parseEnv } from '../../../layers/shared/src/config/env.js';
 import { resolveDatabaseUrl } from '../../../layers/shared/src/config/secrets.js';
+import { createMskWriterHandler } from '../../../layers/shared/src/consumers/msk-store-writer.js';
 import { createTimescaleWriterHandler } from '../../../layers/shared/src/consumers/timescale-writer.js';
+import type { StoreWriterCounter, StoreWriterDeps } from '../../../layers/shared/src/consumers/store-writer.js';
 import { Counters } from '../../../layers/shared/src/observability/counters.js';
 import { createLogger } from '../../../layers/shared/src/observability/logger.js';
 
@@ -13,10 +15,15 @@ const env = parseEnv(ConsumerEnvSchema);
 const logger = createLogger({ level: env.LOG_LEVEL, fields: { fn: 'timescale-writer' } });
 const databaseUrl = await resolveDatabaseUrl(env);
 
-export const handler = createTimescaleWriterHandler({
+const deps: StoreWriterDeps = {
   // COPY for batches of trades, parameterized statements for the rest
   writer: new PostgresMarketStore(openPostgres(databaseUrl, { max: 1 }), { copyWriter: new PgCopyWriter(databaseUrl, { max: 1 }) }),
   logger,
-  counters: new Counters(),
+  counters: new Counters<StoreWriterCounter>(),
   source: 'timescale-writer',
-});
+};
+
+/** Kinesis event source. */
+export const handler = createTimescaleWriterHandler(deps);
+/** MSK (Kafka) event source. */
+export const mskHandler = createMskWriterHandler(deps);
