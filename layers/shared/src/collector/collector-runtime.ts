@@ -1,9 +1,10 @@
 import { applyEndpointOverride } from '../adapters/exchange/endpoint-overrides.js';
+import { KafkaStreamBus } from '../adapters/stream/kafka-stream-bus.js';
 import { KinesisStreamBus } from '../adapters/stream/kinesis-stream-bus.js';
 import { CollectorEnvSchema, parseEnv } from '../config/env.js';
 import { parseMarkets } from '../config/markets.js';
 import type { Logger } from '../observability/logger.js';
-import { systemClock } from '../ports/index.js';
+import { systemClock, type StreamBus } from '../ports/index.js';
 import { startCollectorService, type CollectorService } from './collector-service.js';
 
 export interface CollectorRuntime {
@@ -12,14 +13,17 @@ export interface CollectorRuntime {
   stop(): Promise<void>;
 }
 
-/** Starts the collector of service mode from its environment: markets from MARKETS, events to Kinesis. */
+/** Starts the collector of service mode from its environment: markets from MARKETS, events to Kinesis or Kafka. */
 export async function startCollectorFromEnv(env: NodeJS.ProcessEnv, logger: Logger): Promise<CollectorRuntime> {
   const config = parseEnv(CollectorEnvSchema, env);
   const markets = parseMarkets(config.MARKETS);
-  const bus = new KinesisStreamBus({
-    streamName: config.STREAM_NAME,
-    ...(config.KINESIS_ENDPOINT && { endpoint: config.KINESIS_ENDPOINT }),
-  });
+  const bus: StreamBus =
+    config.STREAM_KIND === 'kafka'
+      ? new KafkaStreamBus({ brokers: config.KAFKA_BROKERS!, topic: config.STREAM_NAME, clientId: 'qicore-collector' })
+      : new KinesisStreamBus({
+          streamName: config.STREAM_NAME,
+          ...(config.KINESIS_ENDPOINT && { endpoint: config.KINESIS_ENDPOINT }),
+        });
   const endpoint =
     config.EXCHANGE_REST_URL && config.EXCHANGE_WS_URL ? { rest: config.EXCHANGE_REST_URL, ws: config.EXCHANGE_WS_URL } : undefined;
   try {

@@ -75,9 +75,18 @@ export const CollectorEnvSchema = z
   .object({
     /** `exchange:SYM,SYM;exchange:SYM` */
     MARKETS: z.string().min(1),
-    STREAM_NAME: z.string().regex(/^[a-zA-Z0-9_.-]{1,128}$/, 'a Kinesis stream name'),
+    /** kinesis (default) or kafka (Redpanda, MSK with SASL added later) */
+    STREAM_KIND: z.enum(['kinesis', 'kafka']).default('kinesis'),
+    /** the Kinesis stream, or the Kafka topic */
+    STREAM_NAME: z.string().regex(/^[a-zA-Z0-9_.-]{1,128}$/, 'a Kinesis stream or Kafka topic name'),
     /** a Kinesis-compatible endpoint (kinesalite, LocalStack); unset on AWS */
     KINESIS_ENDPOINT: z.string().url().optional(),
+    /** `host:port,host:port` of the Kafka bootstrap brokers */
+    KAFKA_BROKERS: z
+      .string()
+      .regex(/^[^,\s]+:\d+(,[^,\s]+:\d+)*$/, 'host:port,host:port')
+      .transform((s) => s.split(','))
+      .optional(),
     /** a compatible exchange endpoint (the simulator, a proxy), for every exchange listed */
     EXCHANGE_REST_URL: z.string().url().optional(),
     EXCHANGE_WS_URL: z.string().regex(/^wss?:\/\//, 'a ws:// or wss:// URL').optional(),
@@ -87,4 +96,8 @@ export const CollectorEnvSchema = z
   .refine((e) => (e.EXCHANGE_REST_URL === undefined) === (e.EXCHANGE_WS_URL === undefined), {
     message: 'set both EXCHANGE_REST_URL and EXCHANGE_WS_URL, or neither',
     path: ['EXCHANGE_REST_URL'],
+  })
+  .refine((e) => e.STREAM_KIND !== 'kafka' || e.KAFKA_BROKERS !== undefined, {
+    message: 'STREAM_KIND=kafka needs KAFKA_BROKERS',
+    path: ['KAFKA_BROKERS'],
   });
