@@ -30,7 +30,7 @@ forEachStoreBackend('PostgresMarketStore', (backend, serverUrl) => {
 
   it('migrated on the plain-PostgreSQL path (no TimescaleDB here)', async () => {
     const { rows } = await db.query<{ version: string }>('SELECT version FROM schema_migrations ORDER BY version');
-    expect(rows.map((r) => r.version)).toEqual(['0001', '0002', '0003']);
+    expect(rows.map((r) => r.version)).toEqual(['0001', '0002', '0003', '0004']);
     const ext = await db.query("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'");
     expect((await runMigrations(db)).path).toBe(ext.rows.length ? 'timescaledb' : 'postgres');
   });

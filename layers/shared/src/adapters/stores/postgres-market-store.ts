@@ -116,6 +116,7 @@ export class PostgresMarketStore implements MarketStore {
         books: books.length ? await insertBooks(tx, books) : 0,
         candles: candles.length ? await upsertExchangeCandles(tx, candles) : 0,
       };
+      await refreshRollups(tx, trades, candles);
       await upsertFeeds(tx, events);
       return summary;
     };
@@ -297,18 +298,46 @@ export class PostgresMarketStore implements MarketStore {
   async candles(q: CandleQuery): Promise<readonly StoredCandle[]> {
     const size = timeframeMs(q.timeframe);
     const offset = timeframeOffsetMs(q.timeframe);
+    const rollup = rollupSource(size, offset);
     const params: unknown[] = [q.exchange, q.symbol];
-    const where = ['exchange = $1', 'symbol = $2', "timeframe = '1m'"];
+    const where = ['exchange = $1', 'symbol = $2', `timeframe = '${rollup ?? '1m'}'`];
     // Ranges are on open time; widen to whole buckets so no rolled-up candle is cut short.
     if (q.since !== undefined) where.push(`ts >= ms_to_ts($${params.push(bucketStart(q.since, q.timeframe))}::bigint)`);
     if (q.until !== undefined) {
       const end = bucketStart(q.until - 1, q.timeframe) + size;
       where.push(`ts < ms_to_ts($${params.push(end)}::bigint)`);
     }
+    const dir = q.newestFirst ? 'DESC' : 'ASC';
+    if (rollup === q.timeframe) {
+      // a stored rollup as it is: the primary key read in order, no aggregation
+      const { rows } = await this.db.query<Omit<StoredCandle, 'timeframe'>>(
+        `SELECT $1::text AS exchange, $2::text AS symbol, ts_to_ms(ts) AS ts, open, high, low, close,
+                volume::float8 AS volume, trades::int AS trades, source
+         FROM candle_rollups WHERE ${where.join(' AND ')} ORDER BY ts ${dir} LIMIT $${params.push(q.limit)}::int`,
+        params,
+      );
+      return rows.map((r) => ({ ...r, timeframe: q.timeframe }));
+    }
     const sizeP = `$${params.push(size)}::float8`;
     const offP = `$${params.push(offset)}::float8`;
     const limitP = `$${params.push(q.limit)}::int`;
-    const dir = q.newestFirst ? 'DESC' : 'ASC';
+    if (rollup) {
+      // whole hours or days of candle_rollups; their volume is the exact (numeric) sum of the
+      // minutes, so the result is bit-identical to rolling the minutes up
+      const { rows } = await this.db.query<Omit<StoredCandle, 'timeframe'>>(
+        `WITH bucketed AS (
+           SELECT floor((ts_to_ms(ts) + ${offP}) / ${sizeP}) * ${sizeP} - ${offP} AS bucket, *
+           FROM candle_rollups WHERE ${where.join(' AND ')}
+         )
+         SELECT $1::text AS exchange, $2::text AS symbol, bucket AS ts,
+                (array_agg(open ORDER BY ts))[1] AS open, max(high) AS high, min(low) AS low,
+                (array_agg(close ORDER BY ts DESC))[1] AS close, sum(volume)::float8 AS volume, sum(trades)::int AS trades,
+                CASE WHEN count(DISTINCT source) > 1 THEN 'mixed' ELSE min(source) END AS source
+         FROM bucketed GROUP BY bucket ORDER BY bucket ${dir} LIMIT ${limitP}`,
+        params,
+      );
+      return rows.map((r) => ({ ...r, timeframe: q.timeframe }));
+    }
     const { rows } = await this.db.query<Omit<StoredCandle, 'timeframe'>>(
       `WITH minute AS (
          -- one source per minute, never a blend: collected trades first, the exchange's candle otherwise
@@ -346,6 +375,36 @@ function mergeFunding(a: FundingSnapshot, b: FundingSnapshot): FundingSnapshot {
     openInterest: b.openInterest ?? a.openInterest,
     openInterestValue: b.openInterestValue ?? a.openInterestValue,
   };
+}
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
+
+/**
+ * Which row set of candle_rollups a timeframe rolls up from: '1d' when its buckets are whole,
+ * aligned days (1d, 3d, 1w with its Monday offset), '1h' when whole, aligned hours, else none (1m).
+ */
+function rollupSource(size: number, offset: number): '1h' | '1d' | null {
+  if (size % DAY_MS === 0 && offset % DAY_MS === 0) return '1d';
+  if (size % HOUR_MS === 0 && offset % HOUR_MS === 0) return '1h';
+  return null;
+}
+
+/**
+ * Recomputes, in the batch's transaction, the hours of candle_rollups whose 1m candles the batch
+ * touched (rebuilt trade minutes, upserted exchange 1m candles) and then their days
+ * (refresh_candle_rollups, migration 0004).
+ */
+async function refreshRollups(tx: SqlExecutor, trades: readonly Trade[], candles: readonly Candle[]): Promise<void> {
+  const hours = new Map<string, { exchange: string; symbol: string; hour: number }>();
+  const touch = (exchange: string, symbol: string, ts: number) => {
+    const hour = Math.floor(ts / HOUR_MS) * HOUR_MS;
+    hours.set(`${exchange}|${symbol}|${hour}`, { exchange, symbol, hour });
+  };
+  for (const t of trades) touch(t.exchange, t.symbol, t.ts);
+  for (const c of candles) if (c.timeframe === '1m') touch(c.exchange, c.symbol, c.ts);
+  if (hours.size === 0) return;
+  await tx.query('SELECT refresh_candle_rollups($1::jsonb)', [JSON.stringify([...hours.values()])]);
 }
 
 /** Session-local staging table of the COPY path; emptied at every commit, so it never carries rows across batches. */
