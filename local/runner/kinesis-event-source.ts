@@ -1,16 +1,10 @@
 import type { Context, KinesisStreamBatchResponse, KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
-import type { StreamRecord, StreamSubscription } from '../../layers/shared/src/ports/index.js';
-import type { Logger } from '../../layers/shared/src/observability/logger.js';
+import type { StreamRecord } from '../../layers/shared/src/ports/index.js';
+import { PollingEventSource, localContext, sleep, type PollingOptions } from './polling-event-source.js';
 
-export interface KinesisEventSourceOptions {
-  readonly subscription: StreamSubscription;
+export interface KinesisEventSourceOptions extends PollingOptions {
   readonly handler: (event: KinesisStreamEvent, context: Context) => Promise<KinesisStreamBatchResponse | void>;
-  readonly logger: Logger;
   readonly streamArn?: string;
-  /** records per invocation, as the event source mapping's BatchSize */
-  readonly batchSize?: number;
-  /** how long a poll waits for records */
-  readonly pollWaitMs?: number;
   /** invocations of one record before it is given up (MaximumRetryAttempts + 1) */
   readonly maxAttempts?: number;
   /** called with records given up after maxAttempts; they must be kept somewhere (dead letters) */
@@ -22,51 +16,14 @@ export interface KinesisEventSourceOptions {
  * the handler with a Kinesis-shaped event, honours ReportBatchItemFailures by checkpointing before
  * the first failed record and retrying from it, and gives a record up after maxAttempts.
  */
-export class KinesisEventSource {
-  private running = false;
-  private loop: Promise<void> | null = null;
+export class KinesisEventSource extends PollingEventSource {
   private readonly attempts = new Map<string, number>();
-  /** arrival time of the last record handled, for lag figures */
-  lastHandledArrivalTs: number | null = null;
-  invocations = 0;
 
-  constructor(private readonly options: KinesisEventSourceOptions) {}
-
-  start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.loop = this.run();
+  constructor(private readonly options: KinesisEventSourceOptions) {
+    super(options);
   }
 
-  /** Stops after the invocation in flight; unhandled records stay in the stream. */
-  async stop(): Promise<void> {
-    this.running = false;
-    await this.loop;
-  }
-
-  /** Handles everything currently in the stream, then returns (used at shutdown and in tests). */
-  async drain(): Promise<void> {
-    for (;;) {
-      const records = await this.options.subscription.poll(this.options.batchSize ?? 100, 0);
-      if (records.length === 0) return;
-      await this.invoke(records);
-    }
-  }
-
-  private async run(): Promise<void> {
-    const { subscription, batchSize = 100, pollWaitMs = 250, logger } = this.options;
-    while (this.running) {
-      try {
-        const records = await subscription.poll(batchSize, pollWaitMs);
-        if (records.length > 0) await this.invoke(records);
-      } catch (error) {
-        logger.error('event source loop error', { error });
-        await new Promise((r) => setTimeout(r, 500));
-      }
-    }
-  }
-
-  private async invoke(records: readonly StreamRecord[]): Promise<void> {
+  protected async invoke(records: readonly StreamRecord[]): Promise<void> {
     const { subscription, handler, logger, maxAttempts = 5 } = this.options;
     const first = records[0]!;
     const shardId = first.shardId;
@@ -90,7 +47,6 @@ export class KinesisEventSource {
     }
     if (failedSeq === null) {
       await subscription.checkpoint(shardId, records.at(-1)!.sequenceNumber);
-      this.lastHandledArrivalTs = records.at(-1)!.arrivalTs;
       for (const r of records) this.attempts.delete(r.sequenceNumber);
       return;
     }
@@ -107,7 +63,7 @@ export class KinesisEventSource {
       return;
     }
     subscription.rewind(shardId, failed.sequenceNumber);
-    await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** n, 2_000)));
+    await sleep(Math.min(100 * 2 ** n, 2_000));
   }
 
   private toEvent(records: readonly StreamRecord[]): KinesisStreamEvent {
@@ -133,22 +89,4 @@ export class KinesisEventSource {
       ),
     };
   }
-}
-
-function localContext(): Context {
-  const start = Date.now();
-  return {
-    callbackWaitsForEmptyEventLoop: false,
-    functionName: 'local',
-    functionVersion: '$LATEST',
-    invokedFunctionArn: 'arn:aws:lambda:local:000000000000:function:local',
-    memoryLimitInMB: '512',
-    awsRequestId: crypto.randomUUID(),
-    logGroupName: 'local',
-    logStreamName: 'local',
-    getRemainingTimeInMillis: () => Math.max(0, 60_000 - (Date.now() - start)),
-    done: () => undefined,
-    fail: () => undefined,
-    succeed: () => undefined,
-  };
 }

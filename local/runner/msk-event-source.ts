@@ -1,23 +1,18 @@
 import type { Context, MSKEvent, MSKRecord } from 'aws-lambda';
 import { PlatformError } from '../../layers/shared/src/domain/errors.js';
 import type { StreamRecord, StreamSubscription } from '../../layers/shared/src/ports/index.js';
-import type { Logger } from '../../layers/shared/src/observability/logger.js';
+import { PollingEventSource, localContext, sleep, type PollingOptions } from './polling-event-source.js';
 
 /** A record's shard id is not `<topic>-<partition>`, so it cannot be put into an MSK event. */
 export class MskShardIdError extends PlatformError {}
 
 /** What MskEventSource reads, whom it invokes, and its retry policy. */
-export interface MskEventSourceOptions {
+export interface MskEventSourceOptions extends PollingOptions {
   /** a Kafka subscription: shard ids are `<topic>-<partition>`, sequence numbers are offsets */
   readonly subscription: StreamSubscription;
   readonly handler: (event: MSKEvent, context: Context) => Promise<unknown>;
-  readonly logger: Logger;
   readonly eventSourceArn?: string;
   readonly bootstrapServers?: string;
-  /** records per invocation, as the event source mapping's BatchSize */
-  readonly batchSize?: number;
-  /** how long a poll waits for records */
-  readonly pollWaitMs?: number;
   /** invocations of one batch before it is given up (MaximumRetryAttempts + 1) */
   readonly maxAttempts?: number;
   /** first retry backoff in ms, doubled per attempt up to retryMaxMs */
@@ -33,52 +28,15 @@ export interface MskEventSourceOptions {
  * function error retries the whole batch from its first offset with backoff, giving it up to
  * `onExhausted` after maxAttempts (as MaximumRetryAttempts with an on-failure destination would).
  */
-export class MskEventSource {
-  private running = false;
-  private loop: Promise<void> | null = null;
+export class MskEventSource extends PollingEventSource {
   /** failed invocations per batch, keyed by the batch's first `shard@offset` */
   private readonly attempts = new Map<string, number>();
-  /** arrival time of the last record handled, for lag figures */
-  lastHandledArrivalTs: number | null = null;
-  invocations = 0;
 
-  constructor(private readonly options: MskEventSourceOptions) {}
-
-  start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.loop = this.run();
+  constructor(private readonly options: MskEventSourceOptions) {
+    super(options);
   }
 
-  /** Stops after the invocation in flight; unhandled records stay in the topic. */
-  async stop(): Promise<void> {
-    this.running = false;
-    await this.loop;
-  }
-
-  /** Handles everything the subscription has now (waiting up to waitMs for each next batch), then returns. */
-  async drain(waitMs = 0): Promise<void> {
-    for (;;) {
-      const records = await this.options.subscription.poll(this.options.batchSize ?? 100, waitMs);
-      if (records.length === 0) return;
-      await this.invoke(records);
-    }
-  }
-
-  private async run(): Promise<void> {
-    const { subscription, batchSize = 100, pollWaitMs = 250, logger } = this.options;
-    while (this.running) {
-      try {
-        const records = await subscription.poll(batchSize, pollWaitMs);
-        if (records.length > 0) await this.invoke(records);
-      } catch (error) {
-        logger.error('event source loop error', { error });
-        await sleep(500);
-      }
-    }
-  }
-
-  private async invoke(records: readonly StreamRecord[]): Promise<void> {
+  protected async invoke(records: readonly StreamRecord[]): Promise<void> {
     const { subscription, handler, logger, maxAttempts = 5, retryBaseMs = 100, retryMaxMs = 2_000 } = this.options;
     const first = records[0]!;
     const last = records.at(-1)!;
@@ -105,7 +63,6 @@ export class MskEventSource {
     }
     await subscription.checkpoint(last.shardId, last.sequenceNumber);
     this.attempts.delete(key);
-    this.lastHandledArrivalTs = last.arrivalTs;
   }
 
   private toEvent(records: readonly StreamRecord[]): MSKEvent {
@@ -139,26 +96,4 @@ function topicPartitionOf(shardId: string): { topic: string; partition: number }
   const partition = Number(shardId.slice(dash + 1));
   if (dash <= 0 || !Number.isInteger(partition)) throw new MskShardIdError(`shard id ${shardId} is not <topic>-<partition>`);
   return { topic: shardId.slice(0, dash), partition };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-function localContext(): Context {
-  const start = Date.now();
-  return {
-    callbackWaitsForEmptyEventLoop: false,
-    functionName: 'local',
-    functionVersion: '$LATEST',
-    invokedFunctionArn: 'arn:aws:lambda:local:000000000000:function:local',
-    memoryLimitInMB: '512',
-    awsRequestId: crypto.randomUUID(),
-    logGroupName: 'local',
-    logStreamName: 'local',
-    getRemainingTimeInMillis: () => Math.max(0, 60_000 - (Date.now() - start)),
-    done: () => undefined,
-    fail: () => undefined,
-    succeed: () => undefined,
-  };
 }

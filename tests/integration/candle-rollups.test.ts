@@ -5,11 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Candle, MarketEvent, Timeframe, Trade } from '../../layers/shared/src/domain/index.js';
 import { bucketStart, timeframeMs, timeframeOffsetMs } from '../../layers/shared/src/domain/index.js';
 import { runMigrations, TIMESCALE_MIGRATIONS_DIR } from '../../layers/shared/src/adapters/stores/migrations.js';
-import { PgCopyWriter } from '../../layers/shared/src/adapters/stores/pg-copy-writer.js';
 import { PostgresMarketStore } from '../../layers/shared/src/adapters/stores/postgres-market-store.js';
 import type { SqlClient } from '../../layers/shared/src/adapters/stores/sql-client.js';
 import type { CandleQuery, StoredCandle } from '../../layers/shared/src/ports/index.js';
-import { createTestDatabase, type TestDatabase } from '../support/databases.js';
+import { createTestDatabase, createTestStore, type TestDatabase, type TestStore } from '../support/databases.js';
 import { forEachStoreBackend } from '../support/store-backends.js';
 
 const MIN = 60_000;
@@ -196,22 +195,16 @@ async function rollupRows(db: SqlClient): Promise<unknown[]> {
 }
 
 forEachStoreBackend('candle rollups', (backend, serverUrl) => {
-  let testDb: TestDatabase;
+  let testDb: TestStore;
   let db: SqlClient;
   let store: PostgresMarketStore;
-  let copyWriter: PgCopyWriter | undefined;
 
   beforeAll(async () => {
-    testDb = await createTestDatabase(backend, serverUrl);
-    db = testDb.db;
     // PostgreSQL: the larger trade batches go through COPY, the small ones through jsonb
-    copyWriter = testDb.url ? new PgCopyWriter(testDb.url) : undefined;
-    store = new PostgresMarketStore(db, copyWriter ? { copyWriter, copyMinRows: 500 } : {});
+    testDb = await createTestStore(backend, serverUrl, 500);
+    ({ db, store } = testDb);
   });
-  afterAll(async () => {
-    await copyWriter?.close();
-    await testDb.dispose();
-  });
+  afterAll(() => testDb.dispose());
 
   it('reads from the rollups exactly what the 1m rollup gives, after batches, replays and late trades', async () => {
     for (const batch of batches(7)) await store.writeEvents(batch);

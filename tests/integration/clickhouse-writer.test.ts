@@ -1,4 +1,4 @@
-import type { Context, KinesisStreamEvent } from 'aws-lambda';
+import type { Context } from 'aws-lambda';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type ClickHouseExecutor } from '../../layers/shared/src/adapters/stores/clickhouse-client.js';
 import { ClickHouseMarketStore } from '../../layers/shared/src/adapters/stores/clickhouse-market-store.js';
@@ -10,28 +10,7 @@ import { silentLogger } from '../../layers/shared/src/observability/logger.js';
 import { encodeEvents } from '../../layers/shared/src/stream/event-codec.js';
 import { createClickHouseTestDatabase, type TestClickHouse } from '../support/clickhouse.js';
 import { describeWithService } from '../support/services.js';
-import { T0, ticker, trade } from '../fixtures/events.js';
-
-function kinesisEvent(datas: Uint8Array[]): KinesisStreamEvent {
-  return {
-    Records: datas.map((data, i) => ({
-      kinesis: {
-        kinesisSchemaVersion: '1.0',
-        partitionKey: 'binance:BTC/USDT',
-        sequenceNumber: String(i + 1),
-        data: Buffer.from(data).toString('base64'),
-        approximateArrivalTimestamp: T0 / 1000,
-      },
-      eventSource: 'aws:kinesis',
-      eventVersion: '1.0',
-      eventID: `shardId-000000000000:${i + 1}`,
-      eventName: 'aws:kinesis:record',
-      invokeIdentityArn: 'arn:aws:iam::000000000000:role/test',
-      awsRegion: 'local',
-      eventSourceARN: 'arn:aws:kinesis:local:000000000000:stream/test',
-    })),
-  };
-}
+import { T0, ticker, trade, kinesisEvent } from '../fixtures/events.js';
 
 const ctx = {} as Context;
 

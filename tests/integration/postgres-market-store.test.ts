@@ -1,32 +1,25 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { runMigrations } from '../../layers/shared/src/adapters/stores/migrations.js';
-import { PgCopyWriter } from '../../layers/shared/src/adapters/stores/pg-copy-writer.js';
 import { PostgresMarketStore } from '../../layers/shared/src/adapters/stores/postgres-market-store.js';
 import type { SqlClient } from '../../layers/shared/src/adapters/stores/sql-client.js';
-import { createTestDatabase, type TestDatabase } from '../support/databases.js';
+import { createTestStore, type TestStore } from '../support/databases.js';
 import { forEachStoreBackend } from '../support/store-backends.js';
 import { T0, book, candle, ticker, trade } from '../fixtures/events.js';
 
 const MIN = 60_000;
 
 forEachStoreBackend('PostgresMarketStore', (backend, serverUrl) => {
-  let testDb: TestDatabase;
+  let testDb: TestStore;
   let db: SqlClient;
   let store: PostgresMarketStore;
-  let copyWriter: PgCopyWriter | undefined;
 
   beforeAll(async () => {
-    testDb = await createTestDatabase(backend, serverUrl);
-    db = testDb.db;
-    // On PostgreSQL every trade batch goes through COPY (threshold 1), so this whole suite holds
-    // the COPY path to what the jsonb path (PGlite) does.
-    copyWriter = testDb.url ? new PgCopyWriter(testDb.url) : undefined;
-    store = new PostgresMarketStore(db, copyWriter ? { copyWriter, copyMinRows: 1 } : {});
+    // On PostgreSQL every trade batch goes through COPY, so this whole suite holds the COPY path
+    // to what the jsonb path (PGlite) does.
+    testDb = await createTestStore(backend, serverUrl);
+    ({ db, store } = testDb);
   });
-  afterAll(async () => {
-    await copyWriter?.close();
-    await testDb.dispose();
-  });
+  afterAll(() => testDb.dispose());
 
   it('migrated on the plain-PostgreSQL path (no TimescaleDB here)', async () => {
     const { rows } = await db.query<{ version: string }>('SELECT version FROM schema_migrations ORDER BY version');

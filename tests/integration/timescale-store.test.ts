@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runMigrations, splitSqlStatements } from '../../layers/shared/src/adapters/stores/migrations.js';
-import { CopyWriteError, PgCopyWriter } from '../../layers/shared/src/adapters/stores/pg-copy-writer.js';
+import { CopyWriteError } from '../../layers/shared/src/adapters/stores/pg-copy-writer.js';
 import {
   PostgresMarketStore,
   type FundingSnapshot,
@@ -9,7 +9,7 @@ import {
 import type { SqlClient } from '../../layers/shared/src/adapters/stores/sql-client.js';
 import { ConfigError } from '../../layers/shared/src/domain/errors.js';
 import type { Trade } from '../../layers/shared/src/domain/index.js';
-import { createTestDatabase, type TestDatabase } from '../support/databases.js';
+import { createTestStore, type TestStore } from '../support/databases.js';
 import { forEachStoreBackend } from '../support/store-backends.js';
 import { T0, book, candle, ticker, trade } from '../fixtures/events.js';
 
@@ -41,22 +41,16 @@ function distinct(trades: readonly Trade[]): Trade[] {
 }
 
 forEachStoreBackend('Timescale store additions', (backend, serverUrl) => {
-  let testDb: TestDatabase;
+  let testDb: TestStore;
   let db: SqlClient;
   let store: PostgresMarketStore;
-  let copyWriter: PgCopyWriter | undefined;
 
   beforeAll(async () => {
-    testDb = await createTestDatabase(backend, serverUrl);
-    db = testDb.db;
-    copyWriter = testDb.url ? new PgCopyWriter(testDb.url) : undefined;
-    // threshold 1: on PostgreSQL every trade batch here takes the COPY path
-    store = new PostgresMarketStore(db, copyWriter ? { copyWriter, copyMinRows: 1 } : {});
+    // on PostgreSQL every trade batch here takes the COPY path
+    testDb = await createTestStore(backend, serverUrl);
+    ({ db, store } = testDb);
   });
-  afterAll(async () => {
-    await copyWriter?.close();
-    await testDb.dispose();
-  });
+  afterAll(() => testDb.dispose());
 
   const count = async (sql: string, params: unknown[] = []) =>
     (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${sql}`, params)).rows[0]!.n;

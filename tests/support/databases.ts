@@ -3,6 +3,8 @@ import pg from 'pg';
 import { runMigrations } from '../../layers/shared/src/adapters/stores/migrations.js';
 import { openPglite } from '../../layers/shared/src/adapters/stores/pglite-client.js';
 import { openPostgres } from '../../layers/shared/src/adapters/stores/pg-client.js';
+import { PgCopyWriter } from '../../layers/shared/src/adapters/stores/pg-copy-writer.js';
+import { PostgresMarketStore } from '../../layers/shared/src/adapters/stores/postgres-market-store.js';
 import type { SqlClient } from '../../layers/shared/src/adapters/stores/sql-client.js';
 
 export type Backend = 'pglite' | 'postgres';
@@ -41,6 +43,28 @@ export async function createTestDatabase(backend: Backend, serverUrl?: string): 
       await cleanup.connect();
       await cleanup.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await cleanup.end();
+    },
+  };
+}
+
+export interface TestStore extends TestDatabase {
+  readonly store: PostgresMarketStore;
+}
+
+/**
+ * A fresh database with a PostgresMarketStore on it. On PostgreSQL, trade batches of at least
+ * `copyMinRows` take the COPY path (1: all of them), so a suite holds COPY to what jsonb does on PGlite.
+ */
+export async function createTestStore(backend: Backend, serverUrl: string | undefined, copyMinRows = 1): Promise<TestStore> {
+  const database = await createTestDatabase(backend, serverUrl);
+  const copyWriter = database.url ? new PgCopyWriter(database.url) : undefined;
+  const store = new PostgresMarketStore(database.db, copyWriter ? { copyWriter, copyMinRows } : {});
+  return {
+    ...database,
+    store,
+    dispose: async () => {
+      await copyWriter?.close();
+      await database.dispose();
     },
   };
 }

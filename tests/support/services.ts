@@ -130,7 +130,8 @@ export function describeWithService(name: ServiceName, title: string, fn: (url: 
       });
     });
   } else {
-    // fn is not called: a suite may well use its URL while it is being defined
+    // Skipped with its reason and the command that starts the service in the title; fn is not
+    // called, since a suite may use its URL while it is being defined.
     describe.skip(`${title} [skipped: ${reason}]`, () => {
       it(`needs ${name}`, () => {});
     });

@@ -58,8 +58,8 @@ export class RoutedMarketReader implements MarketReader {
           : f,
       );
     }
-    return [...merged.values()].sort((a, b) =>
-      a.exchange === b.exchange ? (a.symbol === b.symbol ? a.channel.localeCompare(b.channel) : a.symbol.localeCompare(b.symbol)) : a.exchange.localeCompare(b.exchange),
+    return [...merged.values()].sort(
+      (a, b) => a.exchange.localeCompare(b.exchange) || a.symbol.localeCompare(b.symbol) || a.channel.localeCompare(b.channel),
     );
   }
 

@@ -46,6 +46,7 @@ export class MemoryStream implements StreamBus {
   private closed = false;
   private held = 0;
   private nextShard = 0;
+  private readonly shardOfKey = new Map<string, Shard>();
 
   constructor(options: MemoryStreamOptions = {}) {
     const n = options.shards ?? 4;
@@ -184,8 +185,14 @@ export class MemoryStream implements StreamBus {
     return shard;
   }
 
+  /** The shard of a partition key, hashed once per key (publish is on the collector's hot path). */
   private shardFor(key: string): Shard {
-    const h = createHash('md5').update(key).digest();
-    return this.shards[h.readUInt32BE(0) % this.shards.length]!;
+    let shard = this.shardOfKey.get(key);
+    if (!shard) {
+      const h = createHash('md5').update(key).digest();
+      shard = this.shards[h.readUInt32BE(0) % this.shards.length]!;
+      this.shardOfKey.set(key, shard);
+    }
+    return shard;
   }
 }
