@@ -127,7 +127,7 @@ describe('MCP server over Streamable HTTP', () => {
 
   it('lists every tool with a description, described inputs, an output schema and read-only annotations', async () => {
     const { tools } = await client.listTools();
-    expect(tools.map((t) => t.name).sort()).toEqual(['get_candles', 'get_order_book', 'get_ticker', 'get_trades', 'list_markets']);
+    expect(tools.map((t) => t.name).sort()).toEqual(['compute_indicators', 'get_candles', 'get_order_book', 'get_ticker', 'get_trades', 'list_markets']);
     for (const tool of tools) {
       expect(tool.description?.length, tool.name).toBeGreaterThan(100);
       const props = (tool.inputSchema.properties ?? {}) as Record<string, { description?: string }>;

@@ -22,9 +22,11 @@ export interface QueryLimits {
   readonly maxLimit: number;
   /** a candle whose bucket ended this long ago is closed even if no later trade arrived */
   readonly closeAfterMs: number;
+  /** most candles one server-side computation (indicators) may read */
+  readonly maxHistoryBars: number;
 }
 
-export const DEFAULT_QUERY_LIMITS: QueryLimits = { defaultLimit: 100, maxLimit: 1000, closeAfterMs: 60_000 };
+export const DEFAULT_QUERY_LIMITS: QueryLimits = { defaultLimit: 100, maxLimit: 1000, closeAfterMs: 60_000, maxHistoryBars: 5_000 };
 
 /** Age of the newest data behind an answer. */
 export interface Freshness {
@@ -210,37 +212,81 @@ export class MarketQueryService {
         newestFirst,
         limit: limit + 1,
       });
-    let rows: readonly StoredCandle[];
-    if (newestFirst && since === undefined) {
-      // The last N candles: bound the scan to a window ending at the newest data and widen it only
-      // when gaps leave it short, instead of rolling up the market's whole history to keep N.
-      const oldest = Math.min(feed('trades')?.firstTs ?? Infinity, feed('candles')?.firstTs ?? Infinity);
-      const newest = Math.min(until ?? Infinity, newestOf(feed('trades')?.lastTs, feed('candles')?.lastTs) ?? 0);
-      let span = (limit + 1) * size;
-      for (;;) {
-        const from = bucketStart(newest, req.timeframe) + size - span;
-        rows = await read(from);
-        if (rows.length > limit || from <= oldest) break;
-        span *= 4;
-      }
-    } else {
-      rows = await read(since);
-    }
+    const rows =
+      newestFirst && since === undefined ? await this.readNewest(feed, req.timeframe, until, limit + 1, read) : await read(since);
     const page = rows.slice(0, limit);
     const edge = page.at(-1);
-    const now = this.clock.now();
-    const lastTradeTs = feed('trades')?.lastTs ?? -Infinity;
-    const candles: CandleView[] = page.map((c) => {
-      const end = bucketStart(c.ts, req.timeframe) + size;
-      // closed once trades past its end have arrived (per-market order holds), or long after its end
-      const closed = end <= lastTradeTs || end <= now - this.limits.closeAfterMs;
-      return { ...c, closed };
-    });
+    const candles = this.markClosed(feed, req.timeframe, page);
     return {
       candles: newestFirst ? candles.reverse() : candles,
       nextCursor: rows.length > limit && edge ? encodeCursor('candles', scope, { ts: edge.ts, newestFirst }) : null,
       freshness: this.freshness(newestOf(feed('trades')?.lastTs, feed('candles')?.lastTs)),
     };
+  }
+
+  /**
+   * The newest `count` candles before `until` (all of them when `until` is omitted), oldest first, for
+   * computations on the server (indicators); `count` is capped at `maxHistoryBars`.
+   */
+  async getCandleHistory(req: {
+    readonly exchange: string;
+    readonly symbol: string;
+    readonly timeframe: Timeframe;
+    readonly until?: number;
+    readonly count: number;
+  }): Promise<{ candles: readonly CandleView[]; freshness: Freshness }> {
+    const feed = await this.requireMarket(req.exchange, req.symbol);
+    const count = Math.min(Math.max(1, Math.floor(req.count)), this.limits.maxHistoryBars);
+    const rows = await this.readNewest(feed, req.timeframe, req.until, count, (from) =>
+      this.reader.candles({
+        exchange: req.exchange,
+        symbol: req.symbol,
+        timeframe: req.timeframe,
+        ...(from !== undefined && { since: from }),
+        ...(req.until !== undefined && { until: req.until }),
+        newestFirst: true,
+        limit: count,
+      }),
+    );
+    return {
+      candles: this.markClosed(feed, req.timeframe, rows.slice(0, count)).reverse(),
+      freshness: this.freshness(newestOf(feed('trades')?.lastTs, feed('candles')?.lastTs)),
+    };
+  }
+
+  /**
+   * The last `want` candles, newest first: the scan is bounded to a window ending at the newest data and
+   * widened only when gaps leave it short, instead of rolling up the market's whole history.
+   */
+  private async readNewest(
+    feed: (channel: Channel) => FeedCoverage | undefined,
+    timeframe: Timeframe,
+    until: number | undefined,
+    want: number,
+    read: (from: number | undefined) => Promise<readonly StoredCandle[]>,
+  ): Promise<readonly StoredCandle[]> {
+    const size = timeframeMs(timeframe);
+    const oldest = Math.min(feed('trades')?.firstTs ?? Infinity, feed('candles')?.firstTs ?? Infinity);
+    const newest = Math.min(until ?? Infinity, newestOf(feed('trades')?.lastTs, feed('candles')?.lastTs) ?? 0);
+    let span = want * size;
+    for (;;) {
+      const from = bucketStart(newest, timeframe) + size - span;
+      const rows = await read(from);
+      if (rows.length >= want || from <= oldest) return rows;
+      span *= 4;
+    }
+  }
+
+  private markClosed(feed: (channel: Channel) => FeedCoverage | undefined, timeframe: Timeframe, rows: readonly StoredCandle[]): CandleView[] {
+    const size = timeframeMs(timeframe);
+    const now = this.clock.now();
+    const lastTradeTs = feed('trades')?.lastTs ?? -Infinity;
+    return rows.map((c) => {
+      const end = bucketStart(c.ts, timeframe) + size;
+      // closed once trades past its end have arrived (per-market order holds), or long after its end
+      const closed = end <= lastTradeTs || end <= now - this.limits.closeAfterMs;
+      return { ...c, closed };
+    });
   }
 
   private limit(requested: number | undefined): number {

@@ -1,5 +1,6 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { McpDeps } from '../server.js';
+import { registerComputeIndicatorsTool } from './compute-indicators.js';
 import { registerGetCandlesTool } from './get-candles.js';
 import { registerGetOrderBookTool } from './get-order-book.js';
 import { registerGetTickerTool } from './get-ticker.js';
@@ -13,4 +14,5 @@ export function registerTools(server: McpServer, deps: McpDeps): void {
   registerGetOrderBookTool(server, deps);
   registerGetTradesTool(server, deps);
   registerGetCandlesTool(server, deps);
+  registerComputeIndicatorsTool(server, deps);
 }
