@@ -128,7 +128,7 @@ describe('MCP HTTP endpoint auth and sessions', () => {
   it('answers /healthz without a token', async () => {
     const res = await fetch(new URL('/healthz', http.url));
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ status: 'ok' });
+    expect(await res.json()).toMatchObject({ status: 'ok' });
   });
 
   it('refuses missing, malformed and non-bearer tokens with 401', async () => {
@@ -167,7 +167,7 @@ describe('MCP HTTP endpoint auth and sessions', () => {
   it('serves a client with a valid token', async () => {
     const { client } = await connect(await token());
     const { tools } = await client.listTools();
-    expect(tools.length).toBe(5);
+    expect(tools.length).toBe(6);
     const result = await client.callTool({ name: 'list_markets', arguments: {} });
     expect(result.structuredContent).toMatchObject({ total: 1, markets: [{ exchange: 'binance', symbol: 'BTC/USDT' }] });
   });
@@ -200,7 +200,7 @@ describe('MCP HTTP endpoint auth and sessions', () => {
     await a.transport.terminateSession();
     const gone = await post({ authorization: `Bearer ${tokenA}`, 'mcp-session-id': sessionA }, listTools);
     expect(gone.status).toBe(404);
-    expect((await b.client.listTools()).tools.length).toBe(5);
+    expect((await b.client.listTools()).tools.length).toBe(6);
   });
 
   it('bounds the request body and answers JSON errors without stack traces', async () => {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { metadataHandler } from '@modelcontextprotocol/sdk/server/auth/handlers/metadata.js';
 import { requireBearerAuth } from '@modelcontextprotocol/sdk/server/auth/middleware/bearerAuth.js';
 import type { OAuthTokenVerifier } from '@modelcontextprotocol/sdk/server/auth/provider.js';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
@@ -9,7 +10,10 @@ import { createMcpExpressApp } from '@modelcontextprotocol/sdk/server/express.js
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
+import { rateLimit } from 'express-rate-limit';
 import { createLogger, type Logger } from '../observability/logger.js';
+import type { McpMetrics } from './metrics.js';
+import { ALL_SCOPES, missingToolScopes } from './scopes.js';
 
 export interface McpHttpOptions {
   /** default 127.0.0.1; loopback hosts get the SDK's Host-header (DNS rebinding) check */
@@ -19,8 +23,24 @@ export interface McpHttpOptions {
   /** called once per session: a server is never shared between clients */
   readonly buildServer: () => McpServer;
   readonly verifier: OAuthTokenVerifier;
-  /** advertised in WWW-Authenticate on 401 (OAuth protected resource metadata) */
+  /** advertised in WWW-Authenticate on 401/403; set automatically when `authorizationServers` is given */
   readonly resourceMetadataUrl?: string;
+  /**
+   * Issuers of the tokens this server accepts. When given, the OAuth protected resource metadata
+   * (RFC 9728, as the MCP authorization spec asks) is served at /.well-known/oauth-protected-resource/mcp.
+   */
+  readonly authorizationServers?: readonly string[];
+  /** the endpoint's public URL (e.g. https://mcp.example.com/mcp) behind a load balancer; default: the listening URL */
+  readonly publicUrl?: string;
+  /** enforce each tool's scopes (scopes.ts) with 403 insufficient_scope; default true */
+  readonly toolScopes?: boolean;
+  /** browser origins allowed to call; any other Origin header gets 403. Loopback origins pass on a loopback server. */
+  readonly allowedOrigins?: readonly string[];
+  /** requests per principal per window; default 1200 per minute */
+  readonly rateLimit?: { readonly limit: number; readonly windowMs: number };
+  /** Prometheus metrics; served at /metrics when `exposeMetrics` */
+  readonly metrics?: McpMetrics;
+  readonly exposeMetrics?: boolean;
   /** scopes every token must carry; none by default */
   readonly requiredScopes?: readonly string[];
   /** Host header names accepted when binding beyond loopback, e.g. ['mcp.example.com'] */
@@ -61,15 +81,92 @@ export async function startMcpHttpServer(options: McpHttpOptions): Promise<McpHt
   const app = createMcpExpressApp({ host, ...(options.allowedHosts && { allowedHosts: [...options.allowedHosts] }) });
   app.disable('x-powered-by');
 
+  const metrics = options.metrics;
+  if (metrics) {
+    app.use((_req, res, next) => {
+      res.once('finish', () => metrics.httpResponse(res.statusCode));
+      next();
+    });
+  }
+
   app.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
+    res.json({ status: 'ok', sessions: sessions.size });
+  });
+  if (metrics && options.exposeMetrics) {
+    app.get('/metrics', guarded(async (_req, res) => {
+      const { contentType, body } = await metrics.render();
+      res.type(contentType).send(body);
+    }, logger));
+  }
+
+  // Resolved once listening (the port may be 0 until then).
+  let resourceMetadataUrl = options.resourceMetadataUrl;
+  let resourceUrl = options.publicUrl;
+  if (options.authorizationServers?.length) {
+    const metadata = () => ({
+      resource: resourceUrl!,
+      authorization_servers: [...options.authorizationServers!],
+      scopes_supported: [...ALL_SCOPES],
+      bearer_methods_supported: ['header'],
+      resource_name: 'QiCore crypto market data',
+    });
+    // RFC 9728: the path-specific URL, and the bare one for clients that only try that
+    const serve: RequestHandler = (req, res, next) => metadataHandler(metadata())(req, res, next);
+    app.use(`/.well-known/oauth-protected-resource${MCP_PATH}`, serve);
+    app.use('/.well-known/oauth-protected-resource', serve);
+  }
+
+  const bearer = (): RequestHandler =>
+    requireBearerAuth({
+      verifier: options.verifier,
+      ...(options.requiredScopes && { requiredScopes: [...options.requiredScopes] }),
+      ...(resourceMetadataUrl && { resourceMetadataUrl }),
+    });
+  let bearerAuth: RequestHandler | undefined;
+  const auth: RequestHandler = (req, res, next) => (bearerAuth ??= bearer())(req, res, next);
+
+  // Browsers send Origin; a page on another site must not drive a user's local or hosted server.
+  const loopbackServer = isLoopback(host);
+  const allowedOrigins = new Set(options.allowedOrigins ?? []);
+  const checkOrigin: RequestHandler = (req, res, next) => {
+    const origin = req.header('origin');
+    if (origin === undefined || allowedOrigins.has(origin) || (loopbackServer && isLoopbackOrigin(origin))) return next();
+    rpcError(res, 403, -32000, 'Forbidden: this Origin may not call the MCP endpoint');
+  };
+
+  const perPrincipal = rateLimit({
+    windowMs: options.rateLimit?.windowMs ?? 60_000,
+    limit: options.rateLimit?.limit ?? 1_200,
+    standardHeaders: 'draft-8',
+    legacyHeaders: false,
+    keyGenerator: (req) => ownerOf(req.auth),
+    // its start-up checks are about keying by client IP (proxies, X-Forwarded-For); this keys by token
+    validate: false,
+    handler: (_req, res) => rpcError(res, 429, -32000, 'Too many requests for this token; retry after the time in the RateLimit header'),
   });
 
-  const auth = requireBearerAuth({
-    verifier: options.verifier,
-    ...(options.requiredScopes && { requiredScopes: [...options.requiredScopes] }),
-    ...(options.resourceMetadataUrl && { resourceMetadataUrl: options.resourceMetadataUrl }),
-  });
+  // Per-tool scopes: 403 insufficient_scope naming what is missing, as OAuth 2.0 (RFC 6750) asks.
+  const enforceToolScopes = options.toolScopes ?? true;
+  const checkToolScopes: RequestHandler = (req, res, next) => {
+    if (!enforceToolScopes) return next();
+    const granted = req.auth?.scopes ?? [];
+    const missing = new Set<string>();
+    for (const message of Array.isArray(req.body) ? req.body : [req.body]) {
+      const { method, params } = (message ?? {}) as { method?: unknown; params?: { name?: unknown } };
+      if (method === 'tools/call' && typeof params?.name === 'string') {
+        for (const scope of missingToolScopes(params.name, granted)) missing.add(scope);
+      }
+    }
+    if (missing.size === 0) return next();
+    const scope = [...missing].join(' ');
+    const description = `this token lacks the scope ${scope}`;
+    res.set(
+      'WWW-Authenticate',
+      `Bearer error="insufficient_scope", error_description="${description}", scope="${scope}"` +
+        (resourceMetadataUrl ? `, resource_metadata="${resourceMetadataUrl}"` : ''),
+    );
+    res.status(403).json({ error: 'insufficient_scope', error_description: description });
+  };
 
   /** The session a request names, or an error answer already sent. */
   const sessionOf = (req: Request, res: Response): Session | undefined => {
@@ -124,9 +221,9 @@ export async function startMcpHttpServer(options: McpHttpOptions): Promise<McpHt
     if (session) await session.transport.handleRequest(req, res);
   };
 
-  app.post(MCP_PATH, auth, guarded(handlePost, logger));
-  app.get(MCP_PATH, auth, guarded(handleSessionRequest, logger));
-  app.delete(MCP_PATH, auth, guarded(handleSessionRequest, logger));
+  app.post(MCP_PATH, checkOrigin, auth, perPrincipal, checkToolScopes, guarded(handlePost, logger));
+  app.get(MCP_PATH, checkOrigin, auth, perPrincipal, guarded(handleSessionRequest, logger));
+  app.delete(MCP_PATH, checkOrigin, auth, perPrincipal, guarded(handleSessionRequest, logger));
   app.all(MCP_PATH, (_req, res) => {
     res.set('Allow', 'GET, POST, DELETE');
     rpcError(res, 405, -32000, 'Method not allowed');
@@ -156,9 +253,14 @@ export async function startMcpHttpServer(options: McpHttpOptions): Promise<McpHt
   const httpServer = createServer(app);
   await listen(httpServer, options.port ?? 0, host);
   const { port } = httpServer.address() as AddressInfo;
+  const url = `http://${urlHost(host)}:${port}${MCP_PATH}`;
+  resourceUrl ??= url;
+  if (options.authorizationServers?.length) {
+    resourceMetadataUrl ??= new URL(`/.well-known/oauth-protected-resource${MCP_PATH}`, resourceUrl).href;
+  }
 
   return {
-    url: `http://${urlHost(host)}:${port}${MCP_PATH}`,
+    url,
     async close() {
       clearInterval(sweep);
       // server.close() closes its transport, whose onclose removes the session.
@@ -195,6 +297,18 @@ function rpcError(res: Response, status: number, code: number, message: string):
 function httpErrorOf(error: unknown): { status: number; type: unknown } {
   const { status, type } = (error ?? {}) as { status?: unknown; type?: unknown };
   return { status: typeof status === 'number' && status >= 400 && status < 600 ? status : 500, type };
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\./.test(host);
+}
+
+function isLoopbackOrigin(origin: string): boolean {
+  try {
+    return isLoopback(new URL(origin).hostname);
+  } catch {
+    return false;
+  }
 }
 
 function urlHost(host: string): string {

@@ -1,5 +1,6 @@
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { Logger } from '../observability/logger.js';
+import type { McpMetrics } from './metrics.js';
 import type { MarketQueryService } from '../query/market-query.js';
 import { registerTools } from './tools/index.js';
 
@@ -13,6 +14,8 @@ export interface McpDeps {
   readonly version: string;
   /** where unexpected tool failures are logged; stderr JSON lines when omitted */
   readonly logger?: Logger;
+  /** tool call counts and latency, when the operator exposes metrics */
+  readonly metrics?: McpMetrics;
 }
 
 /** Tool arguments are a handful of scalars; this caps what one call may make the server walk. */

@@ -3,6 +3,7 @@ import { ValidationError } from '../domain/errors.js';
 import { createLogger, type Logger } from '../observability/logger.js';
 import { InvalidCursorError } from '../query/cursor.js';
 import { UnknownMarketError } from '../query/market-query.js';
+import type { McpMetrics } from './metrics.js';
 
 /** How many known exchanges/symbols an error lists; the rest is only counted, so errors stay small. */
 export const KNOWN_SHOWN = 50;
@@ -31,32 +32,40 @@ export function toolFailure(message: string): CallToolResult {
 /** Runs a tool body; expected failures become recovery hints, anything else a generic error logged to stderr. */
 export async function runTool(
   tool: string,
-  logger: Logger | undefined,
+  deps: { readonly logger?: Logger | undefined; readonly metrics?: McpMetrics | undefined },
   body: () => Promise<CallToolResult>,
 ): Promise<CallToolResult> {
+  const started = performance.now();
+  let result: CallToolResult;
+  let outcome: 'ok' | 'error' | 'internal';
   try {
-    return await body();
+    result = await body();
+    outcome = result.isError ? 'error' : 'ok';
   } catch (error) {
-    return failureFor(tool, error, logger ?? fallbackLogger);
+    ({ result, outcome } = failureFor(tool, error, deps.logger ?? fallbackLogger));
   }
+  deps.metrics?.toolCall(tool, outcome, (performance.now() - started) / 1000);
+  return result;
 }
 
-function failureFor(tool: string, error: unknown, logger: Logger): CallToolResult {
-  if (error instanceof UnknownMarketError) return toolFailure(unknownMarketMessage(error));
+function failureFor(tool: string, error: unknown, logger: Logger): { result: CallToolResult; outcome: 'error' | 'internal' } {
+  if (error instanceof UnknownMarketError) return { result: toolFailure(unknownMarketMessage(error)), outcome: 'error' };
   if (error instanceof InvalidCursorError) {
-    return toolFailure(
+    const result = toolFailure(
       `Invalid cursor: pass the nextCursor of this same tool's previous answer unchanged, with the same ` +
         `other arguments. Repeat the call without cursor to start from the first page.`,
     );
+    return { result, outcome: 'error' };
   }
   // ValidationError messages are written by this platform for callers (bad since/until and the like).
-  if (error instanceof ValidationError) return toolFailure(error.message);
+  if (error instanceof ValidationError) return { result: toolFailure(error.message), outcome: 'error' };
   // Never echo an unexpected error: it may carry SQL, hosts or connection strings.
   logger.error('mcp tool failed', { tool, error, stack: error instanceof Error ? error.stack : undefined });
-  return toolFailure(
+  const result = toolFailure(
     `Internal error while running ${tool}; nothing was changed. Retry shortly; if it keeps failing, ` +
       `the market data store may be unavailable.`,
   );
+  return { result, outcome: 'internal' };
 }
 
 function unknownMarketMessage(error: UnknownMarketError): string {

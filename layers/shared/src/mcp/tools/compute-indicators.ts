@@ -85,7 +85,7 @@ export function registerComputeIndicatorsTool(server: McpServer, deps: McpDeps):
       annotations: readOnlyAnnotations('Technical indicators'),
     },
     (args) =>
-      runTool('compute_indicators', deps.logger, async () => {
+      runTool('compute_indicators', deps, async () => {
         const { exchange, symbol } = normalizeMarket(args);
         const { until } = parseTimeRange({ until: args.until });
         const answer = await service.compute({

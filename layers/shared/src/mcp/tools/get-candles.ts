@@ -60,7 +60,7 @@ export function registerGetCandlesTool(server: McpServer, deps: McpDeps): void {
       annotations: readOnlyAnnotations('OHLCV candles'),
     },
     (args) =>
-      runTool('get_candles', deps.logger, async () => {
+      runTool('get_candles', deps, async () => {
         const { exchange, symbol } = normalizeMarket(args);
         const page = await deps.query.getCandles({
           exchange,

@@ -60,7 +60,7 @@ export function registerGetOrderBookTool(server: McpServer, deps: McpDeps): void
       annotations: readOnlyAnnotations('Latest order book snapshot'),
     },
     (args) =>
-      runTool('get_order_book', deps.logger, async () => {
+      runTool('get_order_book', deps, async () => {
         const { exchange, symbol } = normalizeMarket(args);
         const { book, freshness } = await deps.query.getOrderBook(exchange, symbol);
         return toolSuccess({

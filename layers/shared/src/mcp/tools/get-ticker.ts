@@ -50,7 +50,7 @@ export function registerGetTickerTool(server: McpServer, deps: McpDeps): void {
       annotations: readOnlyAnnotations('Latest ticker'),
     },
     (args) =>
-      runTool('get_ticker', deps.logger, async () => {
+      runTool('get_ticker', deps, async () => {
         const { exchange, symbol } = normalizeMarket(args);
         const { ticker, freshness } = await deps.query.getTicker(exchange, symbol);
         return toolSuccess({ exchange, symbol, ticker: ticker && tickerOut(ticker), freshness: freshnessOut(freshness) });

@@ -48,7 +48,7 @@ export function registerGetTradesTool(server: McpServer, deps: McpDeps): void {
       annotations: readOnlyAnnotations('Trades'),
     },
     (args) =>
-      runTool('get_trades', deps.logger, async () => {
+      runTool('get_trades', deps, async () => {
         const { exchange, symbol } = normalizeMarket(args);
         const page = await deps.query.getTrades({
           exchange,

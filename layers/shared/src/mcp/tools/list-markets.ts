@@ -58,7 +58,7 @@ export function registerListMarketsTool(server: McpServer, deps: McpDeps): void 
       annotations: readOnlyAnnotations('List markets held'),
     },
     (args) =>
-      runTool('list_markets', deps.logger, async () => {
+      runTool('list_markets', deps, async () => {
         const page = await deps.query.listMarkets({
           ...(args.exchange !== undefined && { exchange: args.exchange.trim().toLowerCase() }),
           limit: args.limit,

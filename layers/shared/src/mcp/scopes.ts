@@ -1,0 +1,28 @@
+/** OAuth scopes the MCP tools need. A tool missing here needs no scope beyond a valid token. */
+export const SCOPES = {
+  marketRead: 'market:read',
+} as const;
+
+export const ALL_SCOPES: readonly string[] = Object.values(SCOPES);
+
+export const TOOL_SCOPES: Readonly<Record<string, readonly string[]>> = {
+  list_markets: [SCOPES.marketRead],
+  get_ticker: [SCOPES.marketRead],
+  get_order_book: [SCOPES.marketRead],
+  get_trades: [SCOPES.marketRead],
+  get_candles: [SCOPES.marketRead],
+  compute_indicators: [SCOPES.marketRead],
+};
+
+/**
+ * Whether `granted` holds `wanted`. Cognito prefixes custom scopes with its resource server
+ * identifier (`https://mcp.example.com/market:read`), so a `<prefix>/` form counts too.
+ */
+export function hasScope(granted: readonly string[], wanted: string): boolean {
+  return granted.some((s) => s === wanted || s.endsWith(`/${wanted}`));
+}
+
+/** Scopes a call of `tool` needs that `granted` lacks. */
+export function missingToolScopes(tool: string, granted: readonly string[]): string[] {
+  return (TOOL_SCOPES[tool] ?? []).filter((s) => !hasScope(granted, s));
+}
