@@ -64,6 +64,7 @@ describeWithService('postgres', 'MCP server in service mode', (serverUrl) => {
   it('answers tools for a valid token, 401 otherwise, and exits cleanly on SIGTERM', async () => {
     const token = await issueDevToken(new TextEncoder().encode(SECRET), {
       subject: 'agent-1',
+      scopes: ['market:read'],
       issuer: 'https://issuer.test/',
       audience: 'qicore-mcp',
     });

@@ -51,7 +51,7 @@ describe('compute_indicators over MCP (HTTP + JWT), from stored candles', () => 
       verifier: createJwtVerifier({ kind: 'hs256', secret, issuer: 'test', audience: 'mcp' }),
       logger: silentLogger,
     });
-    const token = await issueDevToken(secret, { subject: 'agent', issuer: 'test', audience: 'mcp' });
+    const token = await issueDevToken(secret, { subject: 'agent', scopes: ['market:read'], issuer: 'test', audience: 'mcp' });
     client = new Client({ name: 'test', version: '0.0.0' });
     await client.connect(new StreamableHTTPClientTransport(new URL(http.url), { requestInit: { headers: { Authorization: `Bearer ${token}` } } }));
   });

@@ -73,7 +73,7 @@ describe('MCP server over Streamable HTTP', () => {
       verifier,
       logger: silentLogger,
     });
-    const token = await issueDevToken(secret, { subject: 'agent', issuer: 'test', audience: 'mcp' });
+    const token = await issueDevToken(secret, { subject: 'agent', scopes: ['market:read'], issuer: 'test', audience: 'mcp' });
     client = new Client({ name: 'test-client', version: '0.0.0' });
     await client.connect(
       new StreamableHTTPClientTransport(new URL(http.url), { requestInit: { headers: { Authorization: `Bearer ${token}` } } }),
@@ -127,7 +127,7 @@ describe('MCP server over Streamable HTTP', () => {
 
   it('lists every tool with a description, described inputs, an output schema and read-only annotations', async () => {
     const { tools } = await client.listTools();
-    expect(tools.map((t) => t.name).sort()).toEqual(['compute_indicators', 'get_candles', 'get_order_book', 'get_ticker', 'get_trades', 'list_markets']);
+    expect(tools.map((t) => t.name).sort()).toEqual(['compute_indicators', 'get_candles', 'get_market_snapshot', 'get_order_book', 'get_ticker', 'get_trades', 'list_markets']);
     for (const tool of tools) {
       expect(tool.description?.length, tool.name).toBeGreaterThan(100);
       const props = (tool.inputSchema.properties ?? {}) as Record<string, { description?: string }>;
@@ -273,6 +273,31 @@ describe('MCP server over Streamable HTTP', () => {
     expect(rest.nextCursor).toBeNull();
 
     expect(await failure('get_candles', { ...BTC, timeframe: '1M' })).toMatch(/timeframe/);
+  });
+
+  it('get_market_snapshot gives each figure its time, age and source, newest source winning', async () => {
+    interface Figure { value: number; ts: number; ageMs: number; source: string }
+    const out = await ok<{ snapshots: Record<string, Figure | string | null>[]; missing: string[]; freshness: Freshness }>('get_market_snapshot', {
+      symbols: ['btc/usdt', 'ETH/USDT', 'XRP/USDT'],
+    });
+    expect(out.missing).toEqual(['XRP/USDT']);
+    expect(out.snapshots.map((s) => `${s.exchange as string} ${s.symbol as string}`)).toEqual(['binance BTC/USDT', 'binance ETH/USDT']);
+    const [btc, eth] = out.snapshots;
+    const last = seededTrades.at(-1)!;
+    // the last trade is newer than the ticker; the book snapshot is newer than the ticker
+    expect(btc!.price).toEqual({ value: last.price, ts: last.ts, ageMs: NOW - last.ts, source: 'trade' });
+    expect(btc!.bid).toMatchObject({ value: 99.5, ts: seededBook.ts, source: 'book' });
+    expect(btc!.spread).toMatchObject({ value: 1, source: 'book' });
+    expect((btc!.spreadBps as Figure).value).toBeCloseTo(100, 9);
+    expect(btc!.change24hPct).toMatchObject({ value: seededTicker.change24hPct, ts: seededTicker.ts, source: 'ticker' });
+    expect(eth!.price).toMatchObject({ value: 3000, source: 'ticker' });
+    expect(eth!.ask).toMatchObject({ source: 'ticker' });
+    expectFresh(out.freshness, last.ts);
+
+    const none = await failure('get_market_snapshot', { symbols: ['XRP/USDT'] });
+    expect(none).toMatch(/BTC\/USDT/);
+    const badExchange = await failure('get_market_snapshot', { symbols: ['BTC/USDT'], exchanges: ['nope'] });
+    expect(badExchange).toMatch(/binance/);
   });
 
   it('unknown exchanges and symbols fail with what is known', async () => {

@@ -8,6 +8,7 @@ export const ALL_SCOPES: readonly string[] = Object.values(SCOPES);
 export const TOOL_SCOPES: Readonly<Record<string, readonly string[]>> = {
   list_markets: [SCOPES.marketRead],
   get_ticker: [SCOPES.marketRead],
+  get_market_snapshot: [SCOPES.marketRead],
   get_order_book: [SCOPES.marketRead],
   get_trades: [SCOPES.marketRead],
   get_candles: [SCOPES.marketRead],

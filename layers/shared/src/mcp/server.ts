@@ -27,6 +27,7 @@ How to start:
 1. Call list_markets first. It lists the exchanges and symbols held, which channels each has, and how fresh each channel is (ageMs). Only these exchange/symbol values work in the other tools.
 2. Then use the market tools:
    - get_ticker: latest price, best bid/ask and 24h stats of one market.
+   - get_market_snapshot: price, 24h change/volume, best bid/ask and spread of several symbols across exchanges, each figure with its age.
    - get_order_book: latest stored top-N order book snapshot (bids/asks, mid, spread).
    - get_trades: individual trades; most recent by default, or forward from since.
    - get_candles: OHLCV candles, 1m to 1w (default 1m); closed=false marks a candle still forming.

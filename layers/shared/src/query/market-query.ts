@@ -81,6 +81,36 @@ export interface TradeStatsView extends TradeStats {
   readonly freshness: Freshness;
 }
 
+export type SnapshotSource = 'trade' | 'ticker' | 'book';
+
+/** One figure of a market snapshot with the exchange time it is from. */
+export interface SnapshotFigure {
+  readonly value: number;
+  readonly ts: number;
+  readonly ageMs: number;
+  readonly source: SnapshotSource;
+}
+
+export interface MarketSnapshot {
+  readonly exchange: string;
+  readonly symbol: string;
+  readonly price: SnapshotFigure | null;
+  readonly change24hPct: SnapshotFigure | null;
+  readonly baseVolume24h: SnapshotFigure | null;
+  readonly quoteVolume24h: SnapshotFigure | null;
+  readonly bid: SnapshotFigure | null;
+  readonly ask: SnapshotFigure | null;
+  readonly spread: SnapshotFigure | null;
+  readonly spreadBps: SnapshotFigure | null;
+}
+
+export interface MarketSnapshotAnswer {
+  readonly snapshots: readonly MarketSnapshot[];
+  /** requested symbols no exchange (of those asked) holds */
+  readonly missing: readonly string[];
+  readonly asOf: number;
+}
+
 export interface TradesRequest {
   readonly exchange: string;
   readonly symbol: string;
@@ -133,6 +163,64 @@ export class MarketQueryService {
       nextCursor: next < all.length ? encodeCursor('markets', scope, { offset: next }) : null,
       asOf: now,
     };
+  }
+
+  /**
+   * Price, 24h change and volume, best bid/ask and spread of `symbols` on every exchange holding them
+   * (or only `exchanges`), each figure with its exchange time. Best bid/ask come from whichever of the
+   * latest ticker and book snapshot is newer; the price from the newer of the last trade and ticker.
+   */
+  async getMarketSnapshot(req: { symbols: readonly string[]; exchanges?: readonly string[] }): Promise<MarketSnapshotAnswer> {
+    const feeds = await this.reader.listFeeds();
+    const wantedExchanges = req.exchanges?.length ? new Set(req.exchanges) : undefined;
+    if (wantedExchanges) {
+      for (const e of wantedExchanges) if (!feeds.some((f) => f.exchange === e)) throw this.unknownExchange(e, feeds);
+    }
+    const markets = new Map<string, { exchange: string; symbol: string; channels: Set<Channel> }>();
+    for (const f of feeds) {
+      if (!req.symbols.includes(f.symbol) || (wantedExchanges && !wantedExchanges.has(f.exchange))) continue;
+      const key = `${f.exchange}|${f.symbol}`;
+      const m = markets.get(key) ?? { exchange: f.exchange, symbol: f.symbol, channels: new Set<Channel>() };
+      m.channels.add(f.channel);
+      markets.set(key, m);
+    }
+    const missing = req.symbols.filter((s) => ![...markets.values()].some((m) => m.symbol === s));
+    if (markets.size === 0) {
+      throw new UnknownMarketError(`no data for ${req.symbols.join(', ')}`, 'symbol', [...new Set(feeds.map((f) => f.symbol))]);
+    }
+    const now = this.clock.now();
+    const snapshots = await Promise.all(
+      [...markets.values()].map(async ({ exchange, symbol, channels }): Promise<MarketSnapshot> => {
+        const [ticker, book, lastTrade] = await Promise.all([
+          channels.has('tickers') ? this.reader.latestTicker(exchange, symbol) : null,
+          channels.has('books') ? this.reader.latestBook(exchange, symbol) : null,
+          channels.has('trades') ? this.reader.trades({ exchange, symbol, newestFirst: true, limit: 1 }).then((t) => t[0] ?? null) : null,
+        ]);
+        const figure = (value: number | null | undefined, ts: number | undefined, source: SnapshotSource): SnapshotFigure | null =>
+          value === null || value === undefined || ts === undefined ? null : { value, ts, ageMs: Math.max(0, now - ts), source };
+        const tradePrice = figure(lastTrade?.price, lastTrade?.ts, 'trade');
+        const tickerPrice = figure(ticker?.last, ticker?.ts, 'ticker');
+        const price = tradePrice && (!tickerPrice || tradePrice.ts >= tickerPrice.ts) ? tradePrice : tickerPrice;
+        const bookTop = book && book.bids[0] && book.asks[0] ? { bid: book.bids[0][0], ask: book.asks[0][0], ts: book.ts } : null;
+        const tickerTop = ticker && ticker.bid !== null && ticker.ask !== null ? { bid: ticker.bid, ask: ticker.ask, ts: ticker.ts } : null;
+        const top = bookTop && (!tickerTop || bookTop.ts >= tickerTop.ts) ? { ...bookTop, source: 'book' as const } : tickerTop && { ...tickerTop, source: 'ticker' as const };
+        const mid = top ? (top.bid + top.ask) / 2 : null;
+        return {
+          exchange,
+          symbol,
+          price,
+          change24hPct: figure(ticker?.change24hPct, ticker?.ts, 'ticker'),
+          baseVolume24h: figure(ticker?.baseVolume24h, ticker?.ts, 'ticker'),
+          quoteVolume24h: figure(ticker?.quoteVolume24h, ticker?.ts, 'ticker'),
+          bid: top ? figure(top.bid, top.ts, top.source) : null,
+          ask: top ? figure(top.ask, top.ts, top.source) : null,
+          spread: top ? figure(top.ask - top.bid, top.ts, top.source) : null,
+          spreadBps: top && mid ? figure(((top.ask - top.bid) / mid) * 10_000, top.ts, top.source) : null,
+        };
+      }),
+    );
+    snapshots.sort((a, b) => a.symbol.localeCompare(b.symbol) || a.exchange.localeCompare(b.exchange));
+    return { snapshots, missing, asOf: now };
   }
 
   /** Latest ticker of one market. */
