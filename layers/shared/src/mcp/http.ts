@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
@@ -8,12 +8,12 @@ import type { OAuthTokenVerifier } from '@modelcontextprotocol/sdk/server/auth/p
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import { createMcpExpressApp } from '@modelcontextprotocol/sdk/server/express.js';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import { rateLimit } from 'express-rate-limit';
 import { createLogger, type Logger } from '../observability/logger.js';
 import type { McpMetrics } from './metrics.js';
 import { ALL_SCOPES, missingToolScopes } from './scopes.js';
+import { SessionIds, SessionTransport } from './session-transport.js';
 
 export interface McpHttpOptions {
   /** default 127.0.0.1; loopback hosts get the SDK's Host-header (DNS rebinding) check */
@@ -49,6 +49,12 @@ export interface McpHttpOptions {
   readonly maxSessions?: number;
   /** a session without requests for this long is closed. Default 30 minutes. */
   readonly sessionIdleMs?: number;
+  /**
+   * Shared by every server task behind one load balancer: session ids are signed with it, so a task
+   * can continue a session another task opened (for the same token principal). Random per process
+   * when omitted: sessions then live on the task that opened them.
+   */
+  readonly sessionSecret?: Uint8Array;
   readonly logger?: Logger;
 }
 
@@ -61,7 +67,7 @@ export interface McpHttpServer {
 
 interface Session {
   readonly server: McpServer;
-  readonly transport: StreamableHTTPServerTransport;
+  readonly transport: SessionTransport;
   /** the principal that opened it; another token's holder cannot use it */
   readonly owner: string;
   lastSeen: number;
@@ -168,16 +174,53 @@ export async function startMcpHttpServer(options: McpHttpOptions): Promise<McpHt
     res.status(403).json({ error: 'insufficient_scope', error_description: description });
   };
 
-  /** The session a request names, or an error answer already sent. */
-  const sessionOf = (req: Request, res: Response): Session | undefined => {
+  const sessionIds = new SessionIds(options.sessionSecret ?? new Uint8Array(randomBytes(32)));
+  // Sessions a client ended with DELETE are not continued here again (other tasks do not know of it:
+  // a client that ended a session does not reuse its id). Bounded: oldest forgotten first.
+  const terminated = new BoundedSet(10_000);
+
+  /** A new server and transport; `sessionId` continues an existing session instead of minting one. */
+  const openSession = async (owner: string, sessionId?: string): Promise<{ server: McpServer; transport: SessionTransport }> => {
+    const server = options.buildServer();
+    const transport = new SessionTransport({
+      sessionIdGenerator: () => sessionId ?? sessionIds.mint(owner),
+      onsessioninitialized: (id) => {
+        sessions.set(id, { server, transport, owner, lastSeen: Date.now() });
+      },
+    });
+    transport.onclose = () => {
+      if (transport.sessionId) sessions.delete(transport.sessionId);
+    };
+    await server.connect(transport);
+    return { server, transport };
+  };
+
+  /** The session a request names (continued here if another task opened it), or an error answer already sent. */
+  const sessionOf = async (req: Request, res: Response): Promise<Session | undefined> => {
     const id = req.header('mcp-session-id');
     if (!id) {
       rpcError(res, 400, -32000, 'Bad Request: Mcp-Session-Id header is required; send initialize first');
       return undefined;
     }
-    const session = sessions.get(id);
+    const owner = ownerOf(req.auth);
+    let session = sessions.get(id);
+    if (!session && !terminated.has(id) && sessionIds.ownedBy(id, owner)) {
+      if (sessions.size >= maxSessions) {
+        rpcError(res, 503, -32000, 'Too many open sessions; retry later');
+        return undefined;
+      }
+      const { server, transport } = await openSession(owner, id);
+      try {
+        await transport.resume(req.header('mcp-protocol-version'));
+      } catch (error) {
+        logger.warn('mcp session could not be resumed', { error });
+        await server.close();
+      }
+      session = sessions.get(id);
+      if (session) logger.info('mcp session resumed on this task');
+    }
     // Another principal's session answers exactly like an unknown one: nothing to probe.
-    if (!session || session.owner !== ownerOf(req.auth)) {
+    if (!session || session.owner !== owner) {
       rpcError(res, 404, -32001, 'Session not found; start a new session with initialize');
       return undefined;
     }
@@ -187,7 +230,7 @@ export async function startMcpHttpServer(options: McpHttpOptions): Promise<McpHt
 
   const handlePost: RequestHandler = async (req, res) => {
     if (req.header('mcp-session-id') !== undefined) {
-      const session = sessionOf(req, res);
+      const session = await sessionOf(req, res);
       if (session) await session.transport.handleRequest(req, res, req.body);
       return;
     }
@@ -199,26 +242,17 @@ export async function startMcpHttpServer(options: McpHttpOptions): Promise<McpHt
       rpcError(res, 503, -32000, 'Too many open sessions; retry later');
       return;
     }
-    const owner = ownerOf(req.auth);
-    const server = options.buildServer();
-    const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
-      sessionIdGenerator: () => randomUUID(),
-      onsessioninitialized: (id) => {
-        sessions.set(id, { server, transport, owner, lastSeen: Date.now() });
-      },
-    });
-    transport.onclose = () => {
-      if (transport.sessionId) sessions.delete(transport.sessionId);
-    };
-    await server.connect(transport);
+    const { server, transport } = await openSession(ownerOf(req.auth));
     await transport.handleRequest(req, res, req.body);
     // An initialize the transport refused opened no session: drop its server now.
     if (transport.sessionId === undefined) await server.close();
   };
 
   const handleSessionRequest: RequestHandler = async (req, res) => {
-    const session = sessionOf(req, res);
-    if (session) await session.transport.handleRequest(req, res);
+    const session = await sessionOf(req, res);
+    if (!session) return;
+    if (req.method === 'DELETE') terminated.add(req.header('mcp-session-id')!);
+    await session.transport.handleRequest(req, res);
   };
 
   app.post(MCP_PATH, checkOrigin, auth, perPrincipal, checkToolScopes, guarded(handlePost, logger));
@@ -269,6 +303,19 @@ export async function startMcpHttpServer(options: McpHttpOptions): Promise<McpHt
       await closeHttp(httpServer);
     },
   };
+}
+
+/** Insertion-ordered set that forgets its oldest entries beyond `max`. */
+class BoundedSet {
+  private readonly items = new Set<string>();
+  constructor(private readonly max: number) {}
+  add(item: string): void {
+    this.items.add(item);
+    if (this.items.size > this.max) this.items.delete(this.items.values().next().value!);
+  }
+  has(item: string): boolean {
+    return this.items.has(item);
+  }
 }
 
 /** Sessions are bound to the token's principal: client id plus subject. */
