@@ -30,12 +30,12 @@ import { MarketQueryService } from '../layers/shared/src/query/market-query.js';
 import { systemClock } from '../layers/shared/src/ports/index.js';
 import { createTestDatabase } from '../tests/support/databases.js';
 import { figuresOnly, formatMs, latencySummary, printTable } from './lib/latency.js';
+import { loadCandleHistory } from './support/candle-history.js';
 
 const EXCHANGE = 'binance';
 const SYMBOL = 'BTC/USDT';
 const LIMIT = 1000;
 const END = Date.UTC(2026, 0, 1);
-const CHUNK = 50_000;
 const TIMEFRAMES: readonly Timeframe[] = ['1m', '1h', '1d'];
 const ROUNDS = Number(process.env.CANDLE_READS_ROUNDS ?? 3);
 /** per case per round: ops until this much time has passed (at least one op) */
@@ -61,24 +61,8 @@ function recording(db: SqlClient, last: { value: Captured | null }): SqlClient {
   };
 }
 
-async function load(db: SqlClient, minutes: number): Promise<number> {
-  const t0 = performance.now();
-  const start = END - minutes * 60_000;
-  for (let from = 0; from < minutes; from += CHUNK) {
-    const n = Math.min(CHUNK, minutes - from);
-    await db.query(
-      `INSERT INTO candles (exchange, symbol, timeframe, ts, source, open, high, low, close, volume, trades)
-       SELECT $1, $2, '1m', ms_to_ts($3::bigint + i::bigint * 60000), 'exchange', p, p + 7, p - 7, p + 1, 1 + (i % 17), 0
-       FROM (SELECT i, round((30000 + 5000 * sin(i / 5000.0))::numeric, 2)::float8 AS p
-             FROM generate_series($4::int, $5::int) AS i) s`,
-      [EXCHANGE, SYMBOL, start, from, from + n - 1],
-    );
-  }
-  // rows inserted behind the store's back: build the hourly and daily rollups the store keeps on write
-  await db.query('SELECT rebuild_candle_rollups()');
-  await db.exec('ANALYZE candles');
-  await db.exec('ANALYZE candle_rollups');
-  return performance.now() - t0;
+function load(db: SqlClient, minutes: number): Promise<number> {
+  return loadCandleHistory(db, { exchange: EXCHANGE, symbol: SYMBOL, end: END, minutes });
 }
 
 interface Case {

@@ -1,0 +1,26 @@
+/**
+ * The MCP HTTP server as a process of its own for load benchmarks, so the load generator does not
+ * share its event loop: PostgreSQL store at DATABASE_URL, HS256 JWTs with BENCH_JWT_SECRET, and a
+ * rate limit high enough not to throttle the load. Prints `listening <url>` on stdout.
+ */
+import { openPostgres } from '../../layers/shared/src/adapters/stores/pg-client.js';
+import { PostgresMarketStore } from '../../layers/shared/src/adapters/stores/postgres-market-store.js';
+import { createJwtVerifier } from '../../layers/shared/src/mcp/auth.js';
+import { startMcpHttpServer } from '../../layers/shared/src/mcp/http.js';
+import { buildServer } from '../../layers/shared/src/mcp/server.js';
+import { silentLogger } from '../../layers/shared/src/observability/logger.js';
+import { systemClock } from '../../layers/shared/src/ports/index.js';
+import { MarketQueryService } from '../../layers/shared/src/query/market-query.js';
+
+const store = new PostgresMarketStore(openPostgres(process.env.DATABASE_URL!, { max: 8 }));
+const query = new MarketQueryService(store, systemClock);
+const http = await startMcpHttpServer({
+  buildServer: () => buildServer({ query, version: 'bench', logger: silentLogger }),
+  verifier: createJwtVerifier({ kind: 'hs256', secret: new TextEncoder().encode(process.env.BENCH_JWT_SECRET!), issuer: 'bench', audience: 'mcp' }),
+  rateLimit: { limit: 1_000_000, windowMs: 60_000 },
+  logger: silentLogger,
+});
+process.stdout.write(`listening ${http.url}\n`);
+process.once('SIGTERM', () => {
+  void http.close().then(() => store.close()).then(() => process.exit(0));
+});
