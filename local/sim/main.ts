@@ -1,13 +1,37 @@
 /**
  * Standalone simulated exchange:
- *   npx tsx local/sim/main.ts --port 8090 --seed 42 --symbols BTC/USDT,ETH/USDT --tps 5
- * Prints the REST and WebSocket base URLs; Ctrl-C stops it.
+ *   npx tsx local/sim/main.ts --port 8090 --seed 42 --symbols BTC/USDT,ETH/USDT --tps 5 --exchanges binance,okx
+ * Prints the REST and WebSocket base URLs of each mounted exchange; Ctrl-C stops it.
  */
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../../layers/shared/src/domain/errors.js';
+import { checkChaosOptions, type ChaosOptions, type MalformedShape } from './faults.js';
 import { DEFAULT_SYMBOLS, resolveSymbolSpec } from './market.js';
-import { startSimulatedExchange } from './server.js';
+import { binanceProtocol } from './protocols/binance.js';
+import { okxProtocol } from './protocols/okx.js';
+import { startSimulatedExchange, type SimProtocolFactory } from './server.js';
+
+/** Exchange protocols the simulator can mount, by mount id. */
+export const SIM_EXCHANGES: Readonly<Record<string, () => SimProtocolFactory>> = {
+  binance: () => binanceProtocol(),
+  okx: () => okxProtocol(),
+};
+
+const CHAOS_NUMBER_KEYS = [
+  'seed',
+  'dropEveryMs',
+  'tradeSkipRate',
+  'bookGapRate',
+  'duplicateRate',
+  'reorderRate',
+  'malformedRate',
+  'badChecksumRate',
+  'stallEveryMs',
+  'stallMs',
+  'restErrorRate',
+  'rest429Rate',
+] as const;
 
 export interface SimCliOptions {
   readonly host: string;
@@ -16,6 +40,10 @@ export interface SimCliOptions {
   readonly symbols: readonly string[];
   readonly tradesPerSecond: number;
   readonly warmupMinutes: number;
+  /** mount ids in mount order (the first one is the primary endpoint) */
+  readonly exchanges: readonly string[];
+  /** continuous faults from the start, if given */
+  readonly chaos?: ChaosOptions;
   readonly verbose: boolean;
   readonly help: boolean;
 }
@@ -28,6 +56,13 @@ export const SIM_USAGE = `Usage: npx tsx local/sim/main.ts [options]
   --symbols <list>       comma-separated spot symbols (default ${DEFAULT_SYMBOLS.join(',')})
   --tps <n>              taker orders per second per symbol, each 1+ trades (default 2)
   --warmup-minutes <n>   back-fill this many minutes of trades at start (default 0)
+  --exchanges <list>     protocols to mount, comma-separated: binance, okx or both (default binance,okx);
+                         each is served under /<id> on the same port
+  --chaos <k=v,...>      continuous seeded faults from the start, e.g.
+                         tradeSkipRate=0.01,duplicateRate=0.01,reorderRate=0.01,malformedRate=0.005,
+                         bookGapRate=0.01,badChecksumRate=0.01,restErrorRate=0.02,rest429Rate=0.02,
+                         dropEveryMs=60000,stallEveryMs=45000,stallMs=3000,seed=7,malformedShapes=schema|text
+                         (rates are per frame / per request in [0, 1]; periods in ms)
   --verbose              log every request and connection
   --help                 show this help`;
 
@@ -54,6 +89,8 @@ export function parseSimArgs(argv: readonly string[]): SimCliOptions {
         symbols: { type: 'string' },
         tps: { type: 'string' },
         'warmup-minutes': { type: 'string' },
+        exchanges: { type: 'string' },
+        chaos: { type: 'string' },
         verbose: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -84,6 +121,17 @@ export function parseSimArgs(argv: readonly string[]): SimCliOptions {
     }
   }
   if (new Set(symbols).size !== symbols.length) throw new ConfigError('--symbols lists a symbol twice');
+  const exchanges = (str('exchanges') ?? 'binance,okx')
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter((s) => s.length > 0);
+  if (exchanges.length === 0) throw new ConfigError(`--exchanges needs at least one of ${Object.keys(SIM_EXCHANGES).join(', ')}`);
+  for (const e of exchanges) {
+    if (!Object.hasOwn(SIM_EXCHANGES, e)) throw new ConfigError(`--exchanges: unknown exchange "${e}", expected ${Object.keys(SIM_EXCHANGES).join(', ')}`);
+  }
+  if (new Set(exchanges).size !== exchanges.length) throw new ConfigError('--exchanges lists an exchange twice');
+  const chaosSpec = str('chaos');
+  const chaos = chaosSpec === undefined ? undefined : parseChaos(chaosSpec);
   return {
     host: str('host') ?? '127.0.0.1',
     port: integer('port', str('port') ?? '8090', 0, 65535),
@@ -91,9 +139,39 @@ export function parseSimArgs(argv: readonly string[]): SimCliOptions {
     symbols,
     tradesPerSecond: tps,
     warmupMinutes: integer('warmup-minutes', str('warmup-minutes') ?? '0', 0, 7 * 24 * 60),
+    exchanges,
+    ...(chaos ? { chaos } : {}),
     verbose: values['verbose'] === true,
     help: values['help'] === true,
   };
+}
+
+/** Parses and range-checks `--chaos key=value,...` into ChaosOptions. */
+export function parseChaos(spec: string): ChaosOptions {
+  const out: Record<string, unknown> = {};
+  for (const part of spec.split(',').map((p) => p.trim()).filter((p) => p.length > 0)) {
+    const eq = part.indexOf('=');
+    const key = eq < 0 ? part : part.slice(0, eq);
+    const value = eq < 0 ? '' : part.slice(eq + 1).trim();
+    if (key === 'malformedShapes') {
+      const shapes = value.split('|').map((v) => v.trim());
+      if (shapes.some((x) => x !== 'text' && x !== 'schema')) throw new ConfigError(`--chaos malformedShapes must be text, schema or text|schema, got "${value}"`);
+      out[key] = shapes as MalformedShape[];
+      continue;
+    }
+    if (!(CHAOS_NUMBER_KEYS as readonly string[]).includes(key)) {
+      throw new ConfigError(`--chaos: unknown key "${key}", expected ${[...CHAOS_NUMBER_KEYS, 'malformedShapes'].join(', ')}`);
+    }
+    if (!/^\d+(\.\d+)?$/.test(value)) throw new ConfigError(`--chaos ${key} must be a non-negative number, got "${value}"`);
+    out[key] = Number(value);
+  }
+  if (Object.keys(out).length === 0) throw new ConfigError('--chaos needs at least one key=value, e.g. tradeSkipRate=0.01');
+  try {
+    checkChaosOptions(out as ChaosOptions);
+  } catch (cause) {
+    throw new ConfigError(`--chaos: ${(cause as Error).message}`, { cause });
+  }
+  return out as ChaosOptions;
 }
 
 async function main(): Promise<void> {
@@ -115,20 +193,24 @@ async function main(): Promise<void> {
     seed: options.seed,
     symbols: options.symbols,
     tradesPerSecond: options.tradesPerSecond,
+    protocols: options.exchanges.map((e) => SIM_EXCHANGES[e]!()),
     ...(options.warmupMinutes > 0
       ? { warmup: { orders: Math.ceil(options.warmupMinutes * 60 * options.tradesPerSecond), spanMs: options.warmupMinutes * 60_000 } }
       : {}),
     ...(options.verbose ? { log: (line: string) => process.stdout.write(`${new Date().toISOString()} ${line}\n`) } : {}),
   });
-  process.stdout.write(
-    [
-      `simulated exchange (seed ${options.seed}, ${options.tradesPerSecond} orders/s per symbol): ${options.symbols.join(', ')}`,
-      `  binance REST  ${sim.httpUrl}   (e.g. ${sim.httpUrl}/api/v3/exchangeInfo)`,
-      `  binance WS    ${sim.wsUrl}`,
-      `  ccxt:         await applyEndpointOverride(exchange, { rest: '${sim.httpUrl}', ws: '${sim.wsUrl}' })`,
-      '',
-    ].join('\n'),
-  );
+  if (options.chaos) sim.faults.chaos(options.chaos);
+  const examples: Record<string, string> = { binance: '/api/v3/exchangeInfo', okx: '/api/v5/public/instruments?instType=SPOT' };
+  const lines = [`simulated exchange (seed ${options.seed}, ${options.tradesPerSecond} orders/s per symbol): ${options.symbols.join(', ')}`];
+  for (const [id, endpoint] of Object.entries(sim.endpoints)) {
+    lines.push(
+      `  ${id.padEnd(8)} REST  ${endpoint.rest}   (e.g. ${endpoint.rest}${examples[id] ?? ''})`,
+      `  ${id.padEnd(8)} WS    ${endpoint.ws}`,
+      `  ${id.padEnd(8)} ccxt  await applyEndpointOverride(exchange, { rest: '${endpoint.rest}', ws: '${endpoint.ws}' })`,
+    );
+  }
+  if (options.chaos) lines.push(`  chaos: ${JSON.stringify(options.chaos)}`);
+  process.stdout.write(`${lines.join('\n')}\n`);
   let stopping = false;
   const stop = (): void => {
     if (stopping) return;

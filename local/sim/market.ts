@@ -1088,6 +1088,19 @@ export class SimulatedMarket {
   }
 
   /**
+   * The bar of `tf`'s length opening exactly at `openTime`, without aligning it to UTC buckets
+   * (for exchanges whose daily bars open at another hour, e.g. OKX's UTC+8 `1D`).
+   */
+  klineAt(symbol: string, tf: Timeframe, openTime: number): Kline | undefined {
+    return this.get(symbol).kline(tf, openTime);
+  }
+
+  /** Timestamp of the first printed trade, if any. */
+  firstTradeTs(symbol: string): number | undefined {
+    return this.get(symbol).trades[0]?.ts;
+  }
+
+  /**
    * Klines of `tf` from the first trade's interval to the interval containing now, Binance rules:
    * with startTime the first `limit` from there, otherwise the last `limit` up to endTime.
    */

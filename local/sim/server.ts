@@ -1,15 +1,31 @@
 /**
  * The simulated exchange server: one node:http server plus a `ws` WebSocketServer on the same
- * port, with one or more exchange protocols mounted under `/<protocol id>` (e.g. `/binance`).
- * A protocol is a REST handler plus a WebSocket handler over the shared market model; fault
- * injection lives here so every protocol gets it.
+ * port, with one or more exchange protocols mounted under `/<protocol id>` (`/binance`, `/okx`).
+ * A protocol is a REST handler plus a WebSocket handler over the shared market model. Fault
+ * injection (faults.ts) sits between them and the network so every protocol gets every fault:
+ * REST requests pass the controller before reaching a protocol, and protocols hand every
+ * market-data frame to `faults.deliver` instead of writing to the socket.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ConfigError, PlatformError } from '../../layers/shared/src/domain/errors.js';
+import { FaultController, type FaultHooks, type SimFaults } from './faults.js';
 import { SimulatedMarket, type MarketOptions, type PrintedTrade } from './market.js';
 import { binanceProtocol } from './protocols/binance.js';
+
+export type {
+  ChaosOptions,
+  FaultHooks,
+  FaultTarget,
+  FrameFaultTarget,
+  FrameKind,
+  InjectedFault,
+  InjectedFaultCounts,
+  MalformedShape,
+  MarketFrame,
+  SimFaults,
+} from './faults.js';
 
 /** An HTTP request as a protocol sees it: path below the protocol's mount point. */
 export interface SimHttpRequest {
@@ -35,27 +51,6 @@ export interface SimEndpoint {
   readonly rest: string;
   /** WebSocket base, e.g. `ws://127.0.0.1:8090/binance/ws` (ccxt.pro appends `/<stream index>`) */
   readonly ws: string;
-}
-
-/** What protocols consult on the hot path; the server's fault controller implements it. */
-export interface FaultHooks {
-  /** true (once per requested skip) when this book delta must be withheld from diff-depth streams */
-  takeDepthSkip(symbol: string): boolean;
-  /** market-data messages for `symbol` are being dropped */
-  streamsPaused(symbol: string): boolean;
-}
-
-/** Fault injection controls for tests. */
-export interface SimFaults {
-  /** Terminates every open WebSocket (as a network drop would); resolves with how many were open once all are closed. */
-  dropConnections(): Promise<number>;
-  /** Withholds the next `count` book deltas of `symbol` from diff-depth streams, so clients see a U/u gap. */
-  skipDepthUpdate(symbol: string, count?: number): void;
-  /** The next `count` REST calls fail with `status` (429 or 5xx) in the protocol's error format. */
-  failNextRest(count: number, status?: number): void;
-  /** Drops market-data WS messages for `symbol` (all symbols when omitted) until resumed. */
-  pauseStreams(symbol?: string): void;
-  resumeStreams(symbol?: string): void;
 }
 
 export interface ProtocolContext {
@@ -120,60 +115,6 @@ export interface SimulatedExchange {
 /** The simulator did not reach an expected state in time (e.g. a subscription never arrived). */
 export class SimTimeoutError extends PlatformError {}
 
-class FaultController implements FaultHooks, SimFaults {
-  private readonly depthSkips = new Map<string, number>();
-  private readonly pausedSymbols = new Set<string>();
-  private pausedAll = false;
-  private restFailures: { count: number; status: number } = { count: 0, status: 500 };
-
-  constructor(private readonly drop: () => Promise<number>) {}
-
-  dropConnections(): Promise<number> {
-    return this.drop();
-  }
-
-  skipDepthUpdate(symbol: string, count = 1): void {
-    this.depthSkips.set(symbol, (this.depthSkips.get(symbol) ?? 0) + count);
-  }
-
-  failNextRest(count: number, status = 500): void {
-    if (!Number.isInteger(count) || count < 0) throw new ConfigError(`failNextRest count must be a non-negative integer, got ${count}`);
-    if (status !== 429 && (status < 500 || status > 599)) throw new ConfigError(`failNextRest status must be 429 or 5xx, got ${status}`);
-    this.restFailures = { count, status };
-  }
-
-  pauseStreams(symbol?: string): void {
-    if (symbol === undefined) this.pausedAll = true;
-    else this.pausedSymbols.add(symbol);
-  }
-
-  resumeStreams(symbol?: string): void {
-    if (symbol === undefined) {
-      this.pausedAll = false;
-      this.pausedSymbols.clear();
-    } else this.pausedSymbols.delete(symbol);
-  }
-
-  takeDepthSkip(symbol: string): boolean {
-    const n = this.depthSkips.get(symbol) ?? 0;
-    if (n <= 0) return false;
-    if (n === 1) this.depthSkips.delete(symbol);
-    else this.depthSkips.set(symbol, n - 1);
-    return true;
-  }
-
-  streamsPaused(symbol: string): boolean {
-    return this.pausedAll || this.pausedSymbols.has(symbol);
-  }
-
-  /** Status of an injected failure for this request, if one is pending. */
-  takeRestFailure(): number | undefined {
-    if (this.restFailures.count <= 0) return undefined;
-    this.restFailures.count--;
-    return this.restFailures.status;
-  }
-}
-
 function sendJson(res: http.ServerResponse, response: SimHttpResponse): void {
   const body = response.html ?? JSON.stringify(response.body);
   res.writeHead(response.status, {
@@ -199,14 +140,19 @@ export async function startSimulatedExchange(options: SimulatedExchangeOptions =
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`port must be an integer in 0..65535, got ${port}`);
   const log = options.log;
   const market = new SimulatedMarket(options);
-  const sockets = new Set<WebSocket>();
-  const faults = new FaultController(async () => {
-    const open = [...sockets];
-    const closed = open.map((s) => new Promise<void>((resolve) => s.once('close', () => resolve())));
-    for (const s of open) s.terminate();
-    await Promise.all(closed);
-    return open.length;
-  });
+  /** open sockets and the protocol serving each */
+  const sockets = new Map<WebSocket, string>();
+  const faults = new FaultController(
+    sockets,
+    async (protocol) => {
+      const open = [...sockets].filter(([, id]) => protocol === undefined || id === protocol).map(([s]) => s);
+      const closed = open.map((s) => new Promise<void>((resolve) => s.once('close', () => resolve())));
+      for (const s of open) s.terminate();
+      await Promise.all(closed);
+      return open.length;
+    },
+    market.seed,
+  );
   const protocols = new Map<string, SimProtocol>();
   for (const factory of options.protocols ?? [binanceProtocol()]) {
     const p = factory({ market, faults });
@@ -228,7 +174,7 @@ export async function startSimulatedExchange(options: SimulatedExchangeOptions =
       return;
     }
     const request: SimHttpRequest = { method: req.method ?? 'GET', path: routed.path, query: url.searchParams, headers: req.headers };
-    const failure = faults.takeRestFailure();
+    const failure = faults.takeRestFailure(routed.protocol.id);
     if (failure !== undefined) {
       sendJson(res, routed.protocol.injectedFailure(failure));
       return;
@@ -255,7 +201,7 @@ export async function startSimulatedExchange(options: SimulatedExchangeOptions =
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
-      sockets.add(ws);
+      sockets.set(ws, routed.protocol.id);
       log?.(`WS open ${url.pathname}${url.search}`);
       ws.on('close', () => sockets.delete(ws));
       ws.on('error', () => ws.terminate());
@@ -310,8 +256,9 @@ export async function startSimulatedExchange(options: SimulatedExchangeOptions =
     close() {
       closed ??= (async () => {
         market.close();
+        faults.close();
         for (const p of protocols.values()) p.close();
-        for (const s of sockets) s.terminate();
+        for (const s of sockets.keys()) s.terminate();
         wss.close();
         server.closeAllConnections();
         await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -162,8 +162,11 @@ describe('simulated binance over REST (ccxt)', () => {
   });
 
   it('point-in-time guards: unsupported exchanges and bad URLs are named errors', async () => {
-    await expect(applyEndpointOverride(new ccxt.pro.okx(), { rest: sim.httpUrl, ws: sim.wsUrl })).rejects.toBeInstanceOf(
+    await expect(applyEndpointOverride(new ccxt.pro.kraken(), { rest: sim.httpUrl, ws: sim.wsUrl })).rejects.toBeInstanceOf(
       UnsupportedEndpointOverrideError,
+    );
+    await expect(applyEndpointOverride(new ccxt.pro.binance(), { rest: sim.httpUrl, ws: sim.wsUrl, marketTypes: ['swap'] })).rejects.toBeInstanceOf(
+      ConfigError,
     );
     await expect(applyEndpointOverride(new ccxt.pro.binance(), { rest: 'ftp://x', ws: sim.wsUrl })).rejects.toBeInstanceOf(ConfigError);
   });

@@ -303,4 +303,24 @@ describe('simulator CLI flags', () => {
     expect(() => parseSimArgs(['--symbols', 'BTC/USDT,BTC/USDT'])).toThrow(/twice/);
     expect(() => parseSimArgs(['--port'])).toThrow(ConfigError);
   });
+
+  it('mounts binance and okx by default and parses --exchanges and --chaos', () => {
+    expect(parseSimArgs([]).exchanges).toEqual(['binance', 'okx']);
+    expect(parseSimArgs(['--exchanges', 'OKX']).exchanges).toEqual(['okx']);
+    expect(parseSimArgs(['--exchanges', 'okx,binance']).exchanges).toEqual(['okx', 'binance']);
+    expect(parseSimArgs([]).chaos).toBeUndefined();
+    expect(parseSimArgs(['--chaos', 'tradeSkipRate=0.01, dropEveryMs=30000,stallEveryMs=5000,stallMs=500,malformedShapes=schema']).chaos).toEqual({
+      tradeSkipRate: 0.01,
+      dropEveryMs: 30000,
+      stallEveryMs: 5000,
+      stallMs: 500,
+      malformedShapes: ['schema'],
+    });
+    expect(() => parseSimArgs(['--exchanges', 'kraken'])).toThrow(/--exchanges: unknown exchange "kraken"/);
+    expect(() => parseSimArgs(['--exchanges', 'okx,okx'])).toThrow(/twice/);
+    expect(() => parseSimArgs(['--chaos', 'skipEverything=1'])).toThrow(/--chaos: unknown key "skipEverything"/);
+    expect(() => parseSimArgs(['--chaos', 'tradeSkipRate=2'])).toThrow(/tradeSkipRate must be a probability/);
+    expect(() => parseSimArgs(['--chaos', 'stallMs=500'])).toThrow(/stallEveryMs and stallMs go together/);
+    expect(() => parseSimArgs(['--chaos', 'malformedShapes=json'])).toThrow(ConfigError);
+  });
 });

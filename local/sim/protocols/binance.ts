@@ -17,6 +17,7 @@ import {
   type SimulatedMarket,
   type Stats24h,
 } from '../market.js';
+import type { FrameKind } from '../faults.js';
 import type { ProtocolContext, SimHttpRequest, SimHttpResponse, SimProtocol, SimProtocolFactory } from '../server.js';
 
 export interface BinanceProtocolOptions {
@@ -70,8 +71,6 @@ interface PendingDiff {
   last: number;
   readonly bids: Map<string, BookEntry>;
   readonly asks: Map<string, BookEntry>;
-  /** no later delta may be merged in (a skipped range follows): the next one opens a new event */
-  sealed: boolean;
 }
 
 class BinanceProtocol implements SimProtocol {
@@ -82,9 +81,9 @@ class BinanceProtocol implements SimProtocol {
   private readonly symbolToId = new Map<string, string>();
   private readonly connections = new Set<Connection>();
   private readonly subscribers = new Map<string, Set<Connection>>();
-  /** per symbol, the diff events of the current interval (usually one; more after a skip) */
-  private readonly pendingFast = new Map<string, PendingDiff[]>();
-  private readonly pendingSlow = new Map<string, PendingDiff[]>();
+  /** per symbol, the coalesced diff of the current interval */
+  private readonly pendingFast = new Map<string, PendingDiff>();
+  private readonly pendingSlow = new Map<string, PendingDiff>();
   private readonly lastBookTicker = new Map<string, string>();
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly unsubscribeMarket: () => void;
@@ -554,16 +553,25 @@ class BinanceProtocol implements SimProtocol {
     return `${this.marketId(symbol).toLowerCase()}@${suffix}`;
   }
 
-  /** Sends one payload to every subscriber of `stream` (raw or `{stream,data}` per connection). */
-  private publish(stream: string, payload: unknown): void {
+  /**
+   * Sends one payload to every subscriber of `stream` (raw or `{stream,data}` per connection),
+   * through the fault layer. `broken` builds a schema-breaking variant for malformed-frame faults.
+   */
+  private publish(stream: string, payload: unknown, kind: FrameKind, symbol: string, ref?: string, broken?: () => unknown): void {
     const subs = this.subscribers.get(stream);
     if (!subs || subs.size === 0) return;
     let raw: string | undefined;
     let wrapped: string | undefined;
     for (const conn of subs) {
-      if (conn.socket.readyState !== conn.socket.OPEN) continue;
-      if (conn.combined) conn.socket.send((wrapped ??= JSON.stringify({ stream, data: payload })));
-      else conn.socket.send((raw ??= JSON.stringify(payload)));
+      const combined = conn.combined;
+      const text = combined ? (wrapped ??= JSON.stringify({ stream, data: payload })) : (raw ??= JSON.stringify(payload));
+      this.faults.deliver(conn.socket, {
+        kind,
+        symbol,
+        text,
+        ...(ref !== undefined ? { ref } : {}),
+        ...(broken ? { schemaBreak: () => JSON.stringify(combined ? { stream, data: broken() } : broken()) } : {}),
+      });
     }
   }
 
@@ -572,69 +580,60 @@ class BinanceProtocol implements SimProtocol {
   }
 
   private onTrades(symbol: string, trades: readonly PrintedTrade[], aggs: readonly AggregateTrade[]): void {
-    if (this.faults.streamsPaused(symbol)) return;
     const id = this.marketId(symbol);
     const now = this.market.now();
     const tradeStream = this.streamName(symbol, 'trade');
     if (this.hasSubscribers(tradeStream)) {
       for (const t of trades) {
-        this.publish(tradeStream, { e: 'trade', E: now, s: id, t: t.id, p: pad(t.priceString), q: pad(t.amountString), T: t.ts, m: t.side === 'sell', M: true });
+        const payload = { e: 'trade', E: now, s: id, t: t.id, p: pad(t.priceString), q: pad(t.amountString), T: t.ts, m: t.side === 'sell', M: true };
+        this.publish(tradeStream, payload, 'trade', symbol, String(t.id), () => ({ ...payload, p: 'abc' }));
       }
     }
     const aggStream = this.streamName(symbol, 'aggTrade');
     if (this.hasSubscribers(aggStream)) {
-      for (const a of aggs) this.publish(aggStream, { e: 'aggTrade', E: now, s: id, ...aggPayload(a) });
+      for (const a of aggs) {
+        const payload = { e: 'aggTrade', E: now, s: id, ...aggPayload(a) };
+        this.publish(aggStream, payload, 'trade', symbol, String(a.aggId), () => ({ ...payload, p: 'abc' }));
+      }
     }
   }
 
   private onBook(delta: BookDelta): void {
     const symbol = delta.symbol;
-    const skip = this.faults.takeDepthSkip(symbol);
     for (const pending of [this.pendingFast, this.pendingSlow]) {
-      let events = pending.get(symbol);
-      if (!events) {
-        events = [];
-        pending.set(symbol, events);
-      }
-      let p = events[events.length - 1];
-      if (skip) {
-        // a skipped delta never reaches diff streams; sealing keeps its ids out of every U..u range,
-        // so the next event's U jumps past the previous u (a visible sequence gap)
-        if (p) p.sealed = true;
-        continue;
-      }
-      if (!p || p.sealed) {
-        p = { first: delta.firstUpdateId, last: delta.lastUpdateId, bids: new Map(), asks: new Map(), sealed: false };
-        events.push(p);
+      let p = pending.get(symbol);
+      if (!p) {
+        p = { first: delta.firstUpdateId, last: delta.lastUpdateId, bids: new Map(), asks: new Map() };
+        pending.set(symbol, p);
       }
       p.last = delta.lastUpdateId;
       for (const c of delta.changes) (c.side === 'bid' ? p.bids : p.asks).set(c.priceString, c);
     }
     const stream = this.streamName(symbol, 'bookTicker');
-    if (this.hasSubscribers(stream) && !this.faults.streamsPaused(symbol)) {
+    if (this.hasSubscribers(stream)) {
       const top = this.market.topOfBook(symbol);
       const key = `${top.bid.priceString}/${top.bid.amountString}/${top.ask.priceString}/${top.ask.amountString}`;
       if (this.lastBookTicker.get(symbol) !== key) {
         this.lastBookTicker.set(symbol, key);
-        this.publish(stream, {
+        const payload = {
           u: top.lastUpdateId,
           s: this.marketId(symbol),
           b: pad(top.bid.priceString),
           B: pad(top.bid.amountString),
           a: pad(top.ask.priceString),
           A: pad(top.ask.amountString),
-        });
+        };
+        this.publish(stream, payload, 'ticker', symbol, String(top.lastUpdateId));
       }
     }
   }
 
-  private flushDepth(pending: Map<string, PendingDiff[]>, fast: boolean): void {
+  private flushDepth(pending: Map<string, PendingDiff>, fast: boolean): void {
     const now = this.market.now();
     for (const symbol of this.market.symbols) {
-      const events = pending.get(symbol) ?? [];
+      const p = pending.get(symbol);
       pending.delete(symbol);
-      const paused = this.faults.streamsPaused(symbol);
-      for (const p of paused ? [] : events) {
+      if (p) {
         const stream = this.streamName(symbol, fast ? 'depth@100ms' : 'depth');
         const payload = {
           e: 'depthUpdate',
@@ -645,10 +644,10 @@ class BinanceProtocol implements SimProtocol {
           b: [...p.bids.values()].map(level),
           a: [...p.asks.values()].map(level),
         };
-        this.publish(stream, payload);
-        if (!fast) this.publish(this.streamName(symbol, 'depth@1000ms'), payload);
+        // a withheld frame (fault layer) leaves a U..u gap the client detects
+        this.publish(stream, payload, 'bookDelta', symbol, `${p.first}-${p.last}`);
+        if (!fast) this.publish(this.streamName(symbol, 'depth@1000ms'), payload, 'bookDelta', symbol, `${p.first}-${p.last}`);
       }
-      if (paused) continue;
       // partial book streams push the top N every interval, changed or not
       for (const levels of [5, 10, 20]) {
         const stream = this.streamName(symbol, `depth${levels}${fast ? '@100ms' : ''}`);
@@ -656,7 +655,7 @@ class BinanceProtocol implements SimProtocol {
         if (!streams.some((s) => this.hasSubscribers(s))) continue;
         const book = this.market.book(symbol, levels);
         const payload = { lastUpdateId: book.lastUpdateId, bids: book.bids.map(level), asks: book.asks.map(level) };
-        for (const s of streams) this.publish(s, payload);
+        for (const s of streams) this.publish(s, payload, 'bookSnapshot', symbol, String(book.lastUpdateId));
       }
     }
   }
@@ -668,7 +667,6 @@ class BinanceProtocol implements SimProtocol {
     const wantAllFull = this.hasSubscribers('!ticker@arr');
     const wantAllMini = this.hasSubscribers('!miniTicker@arr');
     for (const symbol of this.market.symbols) {
-      if (this.faults.streamsPaused(symbol)) continue;
       const tickerStream = this.streamName(symbol, 'ticker');
       const miniStream = this.streamName(symbol, 'miniTicker');
       const full = this.hasSubscribers(tickerStream) || wantAllFull;
@@ -677,27 +675,27 @@ class BinanceProtocol implements SimProtocol {
         const st = this.market.stats24h(symbol);
         if (full) {
           const payload = this.tickerEvent(symbol, st, now);
-          this.publish(tickerStream, payload);
+          this.publish(tickerStream, payload, 'ticker', symbol);
           if (wantAllFull) allFull.push(payload);
         }
         if (mini) {
           const payload = miniTickerEvent(this.marketId(symbol), st, now);
-          this.publish(miniStream, payload);
+          this.publish(miniStream, payload, 'ticker', symbol);
           if (wantAllMini) allMini.push(payload);
         }
       }
       const avgStream = this.streamName(symbol, 'avgPrice');
       if (this.hasSubscribers(avgStream)) {
         const avg = this.avgPrice(new URLSearchParams({ symbol: this.marketId(symbol) })) as { price: string; closeTime: number };
-        this.publish(avgStream, { e: 'avgPrice', E: now, s: this.marketId(symbol), i: '5m', w: avg.price, T: avg.closeTime });
+        this.publish(avgStream, { e: 'avgPrice', E: now, s: this.marketId(symbol), i: '5m', w: avg.price, T: avg.closeTime }, 'ticker', symbol);
       }
       for (const interval of KLINE_INTERVALS) {
         const stream = this.streamName(symbol, `kline_${interval}`);
         if (this.hasSubscribers(stream)) this.pushKline(stream, symbol, interval as Timeframe, now);
       }
     }
-    if (allFull.length > 0) this.publish('!ticker@arr', allFull);
-    if (allMini.length > 0) this.publish('!miniTicker@arr', allMini);
+    if (allFull.length > 0) this.publish('!ticker@arr', allFull, 'ticker', '');
+    if (allMini.length > 0) this.publish('!miniTicker@arr', allMini, 'ticker', '');
   }
 
   private readonly klineOpenTimes = new Map<string, number>();
@@ -709,11 +707,11 @@ class BinanceProtocol implements SimProtocol {
     // the interval that just ended gets one final `x: true` event, as on Binance
     if (previousOpen !== undefined && current && previousOpen < current.openTime) {
       const closed = this.market.kline(symbol, interval, previousOpen);
-      if (closed) this.publish(stream, this.klineEvent(symbol, interval, closed, now, true));
+      if (closed) this.publish(stream, this.klineEvent(symbol, interval, closed, now, true), 'candle', symbol);
     }
     if (!current) return;
     this.klineOpenTimes.set(stream, current.openTime);
-    this.publish(stream, this.klineEvent(symbol, interval, current, now, current.openTime + size <= now));
+    this.publish(stream, this.klineEvent(symbol, interval, current, now, current.openTime + size <= now), 'candle', symbol);
   }
 
   private klineEvent(symbol: string, interval: Timeframe, k: Kline, now: number, closed: boolean): unknown {
