@@ -7,6 +7,7 @@
  *   npm run bench -- --json                # the JSON document on stdout instead of the table
  *   npm run bench -- --out=bench.json      # table on stdout, JSON written to the file
  *   npm run bench -- --filter=path --rounds=15 --round-ms=60 --warmup-ms=500 --quick --in-process
+ *   npm run bench -- collector-memory      # by name; the only way to run an opt-in bench (OPT_IN_BENCHES)
  *
  * Run it with `node --expose-gc --import tsx` (the npm script does) so GC can be forced between runs.
  */
@@ -21,7 +22,12 @@ import { formatReport, jsonReport, summarize, type BenchFailure, type BenchSumma
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 
+/** Benches that run only when named (`npm run bench -- collector-memory`): they take minutes. */
+export const OPT_IN_BENCHES: readonly string[] = ['collector-memory'];
+
 export interface CliOptions {
+  /** bench names given as arguments (file names without `.bench.ts`); undefined when none */
+  readonly names?: readonly string[];
   readonly json: boolean;
   readonly out: string | undefined;
   readonly filter: string | undefined;
@@ -31,8 +37,9 @@ export interface CliOptions {
 }
 
 export function parseCli(argv: readonly string[]): CliOptions {
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args: [...argv],
+    allowPositionals: true,
     options: {
       json: { type: 'boolean', default: false },
       out: { type: 'string' },
@@ -57,6 +64,7 @@ export function parseCli(argv: readonly string[]): CliOptions {
   const roundMs = num('round-ms', values['round-ms']);
   const warmupMs = num('warmup-ms', values['warmup-ms']);
   return {
+    ...(positionals.length > 0 && { names: positionals }),
     json: values.json === true,
     out: values.out,
     filter: values.filter,
@@ -71,9 +79,24 @@ export function parseCli(argv: readonly string[]): CliOptions {
   };
 }
 
-/** `*.bench.ts` files of the bench folder, sorted, optionally those whose name contains `filter`. */
-export function benchFiles(names: readonly string[], filter?: string): string[] {
-  return names.filter((n) => n.endsWith('.bench.ts') && (filter === undefined || n.includes(filter))).sort();
+/**
+ * `*.bench.ts` files of the bench folder, sorted: those named (exactly, without `.bench.ts`) when `named`
+ * is given, else all but the opt-in ones; then those whose name contains `filter`. A name that matches
+ * no file throws, listing the names there are.
+ */
+export function benchFiles(names: readonly string[], filter?: string, named?: readonly string[]): string[] {
+  const benches = names.filter((n) => n.endsWith('.bench.ts'));
+  const stem = (n: string) => n.slice(0, -'.bench.ts'.length);
+  if (named !== undefined) {
+    const unknown = named.filter((x) => !benches.some((n) => stem(n) === x));
+    if (unknown.length > 0) {
+      throw new RangeError(`no bench named ${unknown.join(', ')}; there are: ${benches.map(stem).sort().join(', ')}`);
+    }
+  }
+  return benches
+    .filter((n) => (named !== undefined ? named.includes(stem(n)) : !OPT_IN_BENCHES.includes(stem(n))))
+    .filter((n) => filter === undefined || n.includes(filter))
+    .sort();
 }
 
 type ChildMessage = { ok: true; summary: BenchSummary; checksum: number } | { ok: false; error: string };
@@ -122,7 +145,9 @@ async function main(): Promise<number> {
     process.send?.(message, () => process.exit(0));
     return 0;
   }
-  const files = benchFiles(readdirSync(BENCH_DIR), cli.filter);
+  const files = benchFiles(readdirSync(BENCH_DIR), cli.filter, cli.names);
+  const skipped = cli.names === undefined ? OPT_IN_BENCHES.filter((b) => cli.filter === undefined || `${b}.bench.ts`.includes(cli.filter)) : [];
+  if (skipped.length > 0) process.stderr.write(`opt-in, not run unless named: ${skipped.join(', ')} (npm run bench -- ${skipped[0]})\n`);
   const passOn = argv.filter((a) => !a.startsWith('--json') && !a.startsWith('--out') && a !== '--in-process');
   const benches: BenchSummary[] = [];
   const failures: BenchFailure[] = [];

@@ -4,6 +4,7 @@ import { IpAddresses, SubnetType, Vpc } from 'aws-cdk-lib/aws-ec2';
 import { Secret, type ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
 import type { IFunction } from 'aws-cdk-lib/aws-lambda';
+import { CollectorService } from './constructs/collector-service.js';
 import { MarketStream } from './constructs/market-stream.js';
 import { MarketTopic } from './constructs/market-topic.js';
 import { McpService } from './constructs/mcp-service.js';
@@ -45,7 +46,7 @@ export interface PlatformStackProps extends StackProps {
   readonly mcpCertificateArn?: string;
 }
 
-/** One stage of the platform: network, market stream, TimescaleDB writer and MCP service. */
+/** One stage of the platform: network, market stream, collector, store writers and MCP service. */
 export class PlatformStack extends Stack {
   readonly vpc: Vpc;
   readonly databaseSecret: ISecret;
@@ -57,6 +58,7 @@ export class PlatformStack extends Stack {
   readonly timescaleWriter: TimescaleWriter;
   readonly clickhouseWriter: ClickHouseWriter;
   readonly mcpService: McpService;
+  readonly collectorService: CollectorService;
 
   constructor(scope: Construct, id: string, props: PlatformStackProps) {
     super(scope, id, { terminationProtection: props.config.terminationProtection, ...props });
@@ -89,7 +91,11 @@ export class PlatformStack extends Stack {
         removalPolicy: config.removalPolicy,
       });
     } else {
-      this.marketTopic = new MarketTopic(this, 'MarketTopic', { vpc: this.vpc });
+      this.marketTopic = new MarketTopic(this, 'MarketTopic', {
+        vpc: this.vpc,
+        logRetention: config.logRetention,
+        removalPolicy: config.removalPolicy,
+      });
     }
     const topic = this.marketTopic;
     const source = topic
@@ -134,6 +140,16 @@ export class PlatformStack extends Stack {
       ...(props.mcpCertificateArn && {
         certificate: Certificate.fromCertificateArn(this, 'McpCertificate', props.mcpCertificateArn),
       }),
+    });
+
+    this.collectorService = new CollectorService(this, 'CollectorService', {
+      vpc: this.vpc,
+      markets: config.collector.markets,
+      ...(this.marketTopic ? { topic: this.marketTopic } : { stream: this.marketStream!.stream }),
+      cpu: config.collector.cpu,
+      memoryLimitMiB: config.collector.memoryLimitMiB,
+      logRetention: config.logRetention,
+      removalPolicy: config.removalPolicy,
     });
 
     if (this.marketStream) new CfnOutput(this, 'MarketStreamName', { value: this.marketStream.stream.streamName });

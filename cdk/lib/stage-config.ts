@@ -3,6 +3,9 @@ import { StreamMode } from 'aws-cdk-lib/aws-kinesis';
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { InvalidPropsError } from './prop-checks.js';
 
+/** What every stage collects: the live defaults of `npm start`. */
+const LIVE_MARKETS = 'binance:BTC/USDT,ETH/USDT;coinbase:BTC/USD,ETH/USD;kraken:BTC/USD,ETH/USD';
+
 /** Stages the app can deploy, chosen with `-c stage=<name>`. */
 export const STAGE_NAMES = ['dev', 'staging', 'prod'] as const;
 export type StageName = (typeof STAGE_NAMES)[number];
@@ -35,6 +38,13 @@ export interface StageConfig {
     readonly memoryLimitMiB: number;
     readonly desiredCount: number;
   };
+  readonly collector: {
+    /** MARKETS: `exchange:SYM,SYM;exchange:SYM` */
+    readonly markets: string;
+    /** Fargate CPU units (1024 = 1 vCPU) */
+    readonly cpu: number;
+    readonly memoryLimitMiB: number;
+  };
   readonly logRetention: RetentionDays;
   /** applies to the stream, queues, log groups and the database secret */
   readonly removalPolicy: RemovalPolicy;
@@ -55,6 +65,7 @@ const STAGES: Readonly<Record<StageName, StageConfig>> = {
       retryAttempts: 3,
     },
     mcp: { cpu: 256, memoryLimitMiB: 512, desiredCount: 1 },
+    collector: { markets: LIVE_MARKETS, cpu: 256, memoryLimitMiB: 512 },
     logRetention: RetentionDays.ONE_WEEK,
     removalPolicy: RemovalPolicy.DESTROY,
     terminationProtection: false,
@@ -72,6 +83,7 @@ const STAGES: Readonly<Record<StageName, StageConfig>> = {
       retryAttempts: 5,
     },
     mcp: { cpu: 512, memoryLimitMiB: 1024, desiredCount: 1 },
+    collector: { markets: LIVE_MARKETS, cpu: 256, memoryLimitMiB: 512 },
     logRetention: RetentionDays.ONE_MONTH,
     removalPolicy: RemovalPolicy.DESTROY,
     terminationProtection: false,
@@ -89,6 +101,7 @@ const STAGES: Readonly<Record<StageName, StageConfig>> = {
       retryAttempts: 10,
     },
     mcp: { cpu: 1024, memoryLimitMiB: 2048, desiredCount: 2 },
+    collector: { markets: LIVE_MARKETS, cpu: 512, memoryLimitMiB: 1024 },
     logRetention: RetentionDays.THREE_MONTHS,
     removalPolicy: RemovalPolicy.RETAIN,
     terminationProtection: true,

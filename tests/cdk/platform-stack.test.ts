@@ -8,7 +8,9 @@ import { ContainerImage } from 'aws-cdk-lib/aws-ecs';
 import { Stream, StreamMode } from 'aws-cdk-lib/aws-kinesis';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { COLLECTOR_COMMAND, CollectorService, type CollectorServiceProps } from '../../cdk/lib/constructs/collector-service.js';
 import { MarketStream } from '../../cdk/lib/constructs/market-stream.js';
+import { MarketTopic } from '../../cdk/lib/constructs/market-topic.js';
 import { McpService, type McpServiceProps } from '../../cdk/lib/constructs/mcp-service.js';
 import { TimescaleWriter, type StoreWriterOptions } from '../../cdk/lib/constructs/store-writer.js';
 import { definePlatform } from '../../cdk/lib/platform-app.js';
@@ -16,6 +18,7 @@ import type { PlatformStack } from '../../cdk/lib/platform-stack.js';
 import { InvalidPropsError } from '../../cdk/lib/prop-checks.js';
 import { repoPath } from '../../cdk/lib/repo-paths.js';
 import { stageConfigFor, UnknownStageError } from '../../cdk/lib/stage-config.js';
+import { CollectorEnvSchema, parseEnv } from '../../layers/shared/src/config/env.js';
 
 // The feature flags of cdk.json, so the tests synthesize what `cdk synth` does.
 const cdkJson = JSON.parse(readFileSync(repoPath('cdk.json'), 'utf8')) as { context: Record<string, unknown> };
@@ -35,6 +38,33 @@ const PROD_CERT_ARN = 'arn:aws:acm:eu-west-1:111111111111:certificate/00000000-0
 
 const devConfig = stageConfigFor('dev');
 const prodConfig = stageConfigFor('prod');
+
+type ContainerEnv = { Name: string; Value: unknown }[];
+
+/** Environment of the collector's container, as the template gives it. */
+function collectorEnv(template: Template): ContainerEnv {
+  const defs = Object.values(template.findResources('AWS::ECS::TaskDefinition')).flatMap(
+    (r) => (r['Properties'] as { ContainerDefinitions: { Name: string; Environment: ContainerEnv }[] }).ContainerDefinitions,
+  );
+  const collector = defs.filter((d) => d.Name === 'collector');
+  expect(collector).toHaveLength(1);
+  return collector[0]!.Environment;
+}
+
+/**
+ * That environment as the task would see it, deploy-time values stood in for by plausible ones, so the
+ * runtime's own schema can say whether the CDK side gives it what it needs.
+ */
+function asDeployed(env: ContainerEnv, tokens: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(
+    env.map(({ Name, Value }) => {
+      if (typeof Value === 'string') return [Name, Value];
+      const standIn = tokens[Name];
+      if (standIn === undefined) throw new Error(`${Name} is a deploy-time value (${JSON.stringify(Value)}) with no stand-in`);
+      return [Name, standIn];
+    }),
+  );
+}
 
 /** Logical id of the only resource of `type` in `template` (whose id starts with `prefix`, when given). */
 function onlyId(template: Template, type: string, prefix = ''): string {
@@ -174,7 +204,8 @@ describe('PlatformStack: ClickHouse writer', () => {
 
 describe('PlatformStack: MCP service', () => {
   it('runs on Fargate (ARM64, private subnets) behind an internet-facing ALB that probes /healthz', () => {
-    dev.resourceCountIs('AWS::ECS::Service', 1);
+    // the MCP server's and the collector's
+    dev.resourceCountIs('AWS::ECS::Service', 2);
     dev.hasResourceProperties('AWS::ECS::Service', {
       LaunchType: 'FARGATE',
       DesiredCount: devConfig.mcp.desiredCount,
@@ -237,8 +268,10 @@ describe('PlatformStack: MCP service', () => {
         },
       },
     });
+    // the writers read it, the collector writes it; the MCP task has no access
     expect(Object.keys(readers).sort()).toEqual([
       expect.stringMatching(/^ClickHouseWriterFunctionServiceRole/),
+      expect.stringMatching(/^CollectorServiceTaskDefTaskRole/),
       expect.stringMatching(/^TimescaleWriterFunctionServiceRole/),
     ]);
   });
@@ -279,6 +312,49 @@ describe('PlatformStack: MCP service', () => {
   });
 });
 
+describe('PlatformStack: collector', () => {
+  it('runs one Fargate task in the private subnets, rolling without a gap, from the shared image', () => {
+    const serviceId = onlyId(dev, 'AWS::ECS::Service', 'CollectorService');
+    const service = dev.findResources('AWS::ECS::Service')[serviceId]!['Properties'] as Record<string, unknown>;
+    expect(service).toMatchObject({
+      LaunchType: 'FARGATE',
+      DesiredCount: 1,
+      DeploymentConfiguration: { MinimumHealthyPercent: 100, MaximumPercent: 200, DeploymentCircuitBreaker: { Enable: true, Rollback: true } },
+      NetworkConfiguration: { AwsvpcConfiguration: { AssignPublicIp: 'DISABLED' } },
+    });
+    dev.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      Cpu: String(devConfig.collector.cpu),
+      Memory: String(devConfig.collector.memoryLimitMiB),
+      RuntimePlatform: { CpuArchitecture: 'ARM64', OperatingSystemFamily: 'LINUX' },
+      ContainerDefinitions: [Match.objectLike({ Name: 'collector', Command: COLLECTOR_COMMAND })],
+    });
+  });
+
+  it('publishes to the Kinesis stream: its name and the stage markets in the environment, PutRecords granted', () => {
+    const streamId = onlyId(dev, 'AWS::Kinesis::Stream');
+    const env = collectorEnv(dev);
+    expect(env).toEqual(
+      expect.arrayContaining([
+        { Name: 'MARKETS', Value: devConfig.collector.markets },
+        { Name: 'STREAM_KIND', Value: 'kinesis' },
+        { Name: 'STREAM_NAME', Value: { Ref: streamId } },
+        { Name: 'AWS_REGION', Value: { Ref: 'AWS::Region' } },
+      ]),
+    );
+    expect(env.map((e) => e.Name).filter((n) => n.startsWith('KAFKA_'))).toEqual([]);
+    dev.hasResourceProperties('AWS::IAM::Policy', {
+      Roles: [{ Ref: Match.stringLikeRegexp('^CollectorServiceTaskDefTaskRole') }],
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Action: Match.arrayWith(['kinesis:PutRecord', 'kinesis:PutRecords']), Resource: { 'Fn::GetAtt': [streamId, 'Arn'] } }),
+        ]),
+      },
+    });
+    const config = parseEnv(CollectorEnvSchema, asDeployed(env, { STREAM_NAME: 'Qicore-dev-MarketStream', AWS_REGION: 'eu-west-1' }));
+    expect(config).toMatchObject({ STREAM_KIND: 'kinesis', KAFKA_AUTH: 'none' });
+  });
+});
+
 describe('PlatformStack: stages', () => {
   it('names and tags the stack by stage', () => {
     expect(devStack.stackName).toBe('Qicore-dev');
@@ -289,7 +365,8 @@ describe('PlatformStack: stages', () => {
 
   it('gives prod more shards, tasks and NAT gateways than dev', () => {
     const shards = (t: Template) => Object.values(t.findResources('AWS::Kinesis::Stream'))[0]!['Properties']['ShardCount'] as number;
-    const tasks = (t: Template) => Object.values(t.findResources('AWS::ECS::Service'))[0]!['Properties']['DesiredCount'] as number;
+    const tasks = (t: Template) =>
+      Object.entries(t.findResources('AWS::ECS::Service')).find(([id]) => id.startsWith('McpService'))![1]['Properties']['DesiredCount'] as number;
     expect(shards(prod)).toBeGreaterThan(shards(dev));
     expect(tasks(prod)).toBeGreaterThan(tasks(dev));
     expect(Object.keys(prod.findResources('AWS::EC2::NatGateway')).length).toBeGreaterThan(
@@ -392,6 +469,19 @@ describe('construct props validation', () => {
     expect(mcp({ containerPort: 80 })).toThrow(/containerPort .* unprivileged .* got 80/);
   });
 
+  it('rejects a collector with no or two destinations, markets it cannot collect, or a Fargate size that does not exist', () => {
+    const { stack, vpc, stream } = fixture();
+    const topic = new MarketTopic(stack, 'Topic', { vpc });
+    const image = ContainerImage.fromRegistry('public.ecr.aws/docker/library/node:22-slim');
+    const collector = (id: string, props: Partial<CollectorServiceProps>) => () =>
+      new CollectorService(stack, id, { vpc, image, markets: 'binance:BTC/USDT', stream, ...props });
+    expect(collector('None', { stream: undefined })).toThrow(/None needs exactly one destination: stream \(Kinesis\) or topic \(MSK\)/);
+    expect(collector('Both', { topic })).toThrow(/exactly one destination/);
+    expect(collector('Markets', { markets: 'binance' })).toThrow(InvalidPropsError);
+    expect(collector('Markets2', { markets: 'binance:BTCUSDT' })).toThrow(/Markets2 markets 'binance:BTCUSDT' cannot be collected: .*not a ccxt unified symbol/);
+    expect(collector('Size', { cpu: 256, memoryLimitMiB: 4096 })).toThrow(/Size memoryLimitMiB 4096 does not fit cpu 256/);
+  });
+
   it('grants stream reads to the task and names the stream when given one', () => {
     const { stack, vpc, stream } = fixture();
     new McpService(stack, 'Mcp', {
@@ -465,6 +555,76 @@ describe('PlatformStack: Kafka on MSK Serverless (-c stream=msk)', () => {
       expect.stringMatching(/^ClickHouseWriterFunctionServiceRole/),
       expect.stringMatching(/^TimescaleWriterFunctionServiceRole/),
     ]);
+  });
+
+  it('runs the collector against the topic with IAM auth: brokers, region and auth in its environment, as the runtime reads them', () => {
+    const clusterId = onlyId(msk, 'AWS::MSK::ServerlessCluster');
+    const lookupId = onlyId(msk, 'Custom::AWS', 'MarketTopicBootstrapBrokers');
+    const env = collectorEnv(msk);
+    expect(env).toEqual(
+      expect.arrayContaining([
+        { Name: 'STREAM_KIND', Value: 'kafka' },
+        { Name: 'STREAM_NAME', Value: 'market-events' },
+        { Name: 'KAFKA_BROKERS', Value: { 'Fn::GetAtt': [lookupId, 'BootstrapBrokerStringSaslIam'] } },
+        { Name: 'KAFKA_AUTH', Value: 'iam' },
+        { Name: 'AWS_REGION', Value: { Ref: 'AWS::Region' } },
+      ]),
+    );
+    const config = parseEnv(
+      CollectorEnvSchema,
+      asDeployed(env, { KAFKA_BROKERS: 'boot-ab12cd34.c2.kafka-serverless.eu-west-1.amazonaws.com:9098', AWS_REGION: 'eu-west-1' }),
+    );
+    expect(config).toMatchObject({ STREAM_KIND: 'kafka', KAFKA_AUTH: 'iam', AWS_REGION: 'eu-west-1', STREAM_NAME: 'market-events' });
+    expect(config.KAFKA_SSL).not.toBe(false);
+
+    // the brokers come from MSK at deploy time, by a lookup allowed exactly that call on this cluster
+    msk.hasResourceProperties('Custom::AWS', {
+      Create: { 'Fn::Join': ['', Match.arrayWith([Match.stringLikeRegexp('"service":"Kafka","action":"getBootstrapBrokers"')])] },
+      InstallLatestAwsSdk: false,
+    });
+    msk.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyName: Match.stringLikeRegexp('^MarketTopicBootstrapBrokersCustomResourcePolicy'),
+      PolicyDocument: { Statement: [Match.objectLike({ Action: 'kafka:GetBootstrapBrokers', Resource: { 'Fn::GetAtt': [clusterId, 'Arn'] } })] },
+    });
+  });
+
+  it('gives every log group, the broker lookup\'s included, the stage retention and removal policy', () => {
+    msk.allResources('AWS::Logs::LogGroup', { DeletionPolicy: 'Delete', UpdateReplacePolicy: 'Delete' });
+    msk.allResourcesProperties('AWS::Logs::LogGroup', { RetentionInDays: 7 });
+  });
+
+  it("lets the collector's task role connect, describe, create and write the topic, and no one else write it", () => {
+    const clusterId = onlyId(msk, 'AWS::MSK::ServerlessCluster');
+    msk.hasResourceProperties('AWS::IAM::Policy', {
+      Roles: [{ Ref: Match.stringLikeRegexp('^CollectorServiceTaskDefTaskRole') }],
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Action: Match.arrayWith([
+              'kafka-cluster:Connect',
+              'kafka-cluster:CreateTopic',
+              'kafka-cluster:DescribeCluster',
+              'kafka-cluster:DescribeTopic',
+              'kafka-cluster:WriteData',
+            ]),
+            Resource: Match.arrayWith([
+              { 'Fn::GetAtt': [clusterId, 'Arn'] },
+              {
+                'Fn::Join': [
+                  '',
+                  ['arn:', { Ref: 'AWS::Partition' }, ':kafka:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':topic/Qicore-dev-market/*/market-events'],
+                ],
+              },
+            ]),
+          }),
+        ]),
+      },
+    });
+    type Policy = { Properties: { PolicyDocument: { Statement: { Action: string | string[] }[] } } };
+    const writers = Object.entries(msk.findResources('AWS::IAM::Policy') as Record<string, Policy>)
+      .filter(([, p]) => p.Properties.PolicyDocument.Statement.some((st) => [st.Action].flat().includes('kafka-cluster:WriteData')))
+      .map(([id]) => id);
+    expect(writers).toEqual([expect.stringMatching(/^CollectorServiceTaskDefTaskRole/)]);
   });
 
   it('rejects an unknown stream kind, and a writer with no or two sources', () => {

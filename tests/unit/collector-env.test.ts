@@ -18,3 +18,32 @@ describe('collector environment', () => {
     expect(() => parseEnv(CollectorEnvSchema, { STREAM_NAME: 'x' })).toThrow(/MARKETS/);
   });
 });
+
+describe('collector environment: Kafka auth (MSK IAM)', () => {
+  const kafka = { ...base, STREAM_KIND: 'kafka', KAFKA_BROKERS: 'boot-x.c1.kafka-serverless.eu-west-1.amazonaws.com:9098' };
+
+  it('defaults to no auth and no TLS; reads iam with its region, and TLS spelled true/false', () => {
+    const plain = parseEnv(CollectorEnvSchema, kafka);
+    expect(plain.KAFKA_AUTH).toBe('none');
+    expect(plain.KAFKA_SSL).toBeUndefined();
+    const iam = parseEnv(CollectorEnvSchema, { ...kafka, KAFKA_AUTH: 'iam', AWS_REGION: 'eu-west-1' });
+    expect(iam).toMatchObject({ KAFKA_AUTH: 'iam', AWS_REGION: 'eu-west-1' });
+    expect(iam.KAFKA_SSL).toBeUndefined();
+    expect(parseEnv(CollectorEnvSchema, { ...kafka, KAFKA_AUTH: 'iam', AWS_REGION: 'us-gov-west-1', KAFKA_SSL: 'true' }).KAFKA_SSL).toBe(true);
+    // "false" is false (z.coerce.boolean would say true)
+    expect(parseEnv(CollectorEnvSchema, { ...kafka, KAFKA_SSL: 'false' }).KAFKA_SSL).toBe(false);
+  });
+
+  it('names the variable and the fix for bad values', () => {
+    expect(() => parseEnv(CollectorEnvSchema, { ...kafka, KAFKA_AUTH: 'scram' })).toThrow(ConfigError);
+    expect(() => parseEnv(CollectorEnvSchema, { ...kafka, KAFKA_AUTH: 'scram' })).toThrow(/KAFKA_AUTH/);
+    expect(() => parseEnv(CollectorEnvSchema, { ...kafka, KAFKA_AUTH: 'iam' })).toThrow(/AWS_REGION.*KAFKA_AUTH=iam needs AWS_REGION/);
+    expect(() => parseEnv(CollectorEnvSchema, { ...kafka, KAFKA_AUTH: 'iam', AWS_REGION: 'Ireland' })).toThrow(/AWS_REGION.*an AWS region such as eu-west-1/);
+    // without IAM the region is none of the collector's business (kinesalite set-ups use made-up ones)
+    expect(parseEnv(CollectorEnvSchema, { ...base, AWS_REGION: 'local' }).AWS_REGION).toBe('local');
+    expect(() => parseEnv(CollectorEnvSchema, { ...kafka, KAFKA_SSL: 'yes' })).toThrow(/KAFKA_SSL.*true or false/);
+    expect(() => parseEnv(CollectorEnvSchema, { ...kafka, KAFKA_AUTH: 'iam', AWS_REGION: 'eu-west-1', KAFKA_SSL: 'false' })).toThrow(
+      /KAFKA_SSL.*KAFKA_AUTH=iam needs TLS/,
+    );
+  });
+});

@@ -1,8 +1,10 @@
-import { Stack } from 'aws-cdk-lib';
+import { RemovalPolicy, Stack } from 'aws-cdk-lib';
 import type { IGrantable } from 'aws-cdk-lib/aws-iam';
 import { Grant } from 'aws-cdk-lib/aws-iam';
 import { Peer, Port, SecurityGroup, SubnetType, type ISecurityGroup, type IVpc } from 'aws-cdk-lib/aws-ec2';
+import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { CfnServerlessCluster } from 'aws-cdk-lib/aws-msk';
+import { AwsCustomResource, AwsCustomResourcePolicy, PhysicalResourceId } from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
 import { InvalidPropsError } from '../prop-checks.js';
 
@@ -14,6 +16,16 @@ export interface MarketTopicProps {
    * @default 'market-events'
    */
   readonly topicName?: string;
+  /**
+   * Retention of the log group of the bootstrap-broker lookup (see `bootstrapBrokers`).
+   * @default RetentionDays.ONE_MONTH
+   */
+  readonly logRetention?: RetentionDays;
+  /**
+   * Removal policy of that log group.
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
 }
 
 /** Port of MSK's IAM-authenticated listener. */
@@ -28,10 +40,15 @@ export class MarketTopic extends Construct {
   readonly clusterName: string;
   readonly topicName: string;
   readonly securityGroup: ISecurityGroup;
+  private brokers: string | undefined;
+  private readonly logRetention: RetentionDays;
+  private readonly removalPolicy: RemovalPolicy;
 
   constructor(scope: Construct, id: string, props: MarketTopicProps) {
     super(scope, id);
     this.topicName = props.topicName ?? 'market-events';
+    this.logRetention = props.logRetention ?? RetentionDays.ONE_MONTH;
+    this.removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
     if (!/^[a-zA-Z0-9._-]{1,249}$/.test(this.topicName)) {
       throw new InvalidPropsError(`${id} topicName '${this.topicName}' is not a Kafka topic name (letters, digits, . _ -)`);
     }
@@ -53,6 +70,26 @@ export class MarketTopic extends Construct {
       ],
     });
     this.clusterArn = cluster.attrArn;
+  }
+
+  /**
+   * Bootstrap brokers of the IAM listener (`host:9098`), as KAFKA_BROKERS takes them. CloudFormation has no
+   * attribute for them, so the first use adds a custom resource that asks MSK (GetBootstrapBrokers) at deploy.
+   */
+  get bootstrapBrokers(): string {
+    this.brokers ??= new AwsCustomResource(this, 'BootstrapBrokers', {
+      onUpdate: {
+        service: 'Kafka',
+        action: 'getBootstrapBrokers',
+        parameters: { ClusterArn: this.clusterArn },
+        physicalResourceId: PhysicalResourceId.of(this.clusterName),
+      },
+      policy: AwsCustomResourcePolicy.fromSdkCalls({ resources: [this.clusterArn] }),
+      // the SDK of the Lambda runtime: no npm install at deploy time
+      installLatestAwsSdk: false,
+      logGroup: new LogGroup(this, 'BootstrapBrokersLogs', { retention: this.logRetention, removalPolicy: this.removalPolicy }),
+    }).getResponseField('BootstrapBrokerStringSaslIam');
+    return this.brokers;
   }
 
   /** Lets `grantee` write market events to the topic. */

@@ -227,7 +227,8 @@ export class McpService extends Construct {
   }
 }
 
-function checkFargateSize(id: string, cpu: number, memoryLimitMiB: number): void {
+/** Throws unless `cpu` and `memoryLimitMiB` form a size Fargate offers. */
+export function checkFargateSize(id: string, cpu: number, memoryLimitMiB: number): void {
   const sizes = FARGATE_MEMORY[cpu];
   if (!sizes) {
     throw new InvalidPropsError(

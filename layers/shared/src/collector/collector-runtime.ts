@@ -13,13 +13,19 @@ export interface CollectorRuntime {
   stop(): Promise<void>;
 }
 
-/** Starts the collector of service mode from its environment: markets from MARKETS, events to Kinesis or Kafka. */
+/** Starts the collector of service mode from its environment: markets from MARKETS, events to Kinesis or Kafka (MSK with KAFKA_AUTH=iam). */
 export async function startCollectorFromEnv(env: NodeJS.ProcessEnv, logger: Logger): Promise<CollectorRuntime> {
   const config = parseEnv(CollectorEnvSchema, env);
   const markets = parseMarkets(config.MARKETS);
   const bus: StreamBus =
     config.STREAM_KIND === 'kafka'
-      ? new KafkaStreamBus({ brokers: config.KAFKA_BROKERS!, topic: config.STREAM_NAME, clientId: 'qicore-collector' })
+      ? new KafkaStreamBus({
+          brokers: config.KAFKA_BROKERS!,
+          topic: config.STREAM_NAME,
+          clientId: 'qicore-collector',
+          auth: config.KAFKA_AUTH === 'iam' ? { mechanism: 'iam', region: config.AWS_REGION! } : { mechanism: 'none' },
+          ...(config.KAFKA_SSL !== undefined && { ssl: config.KAFKA_SSL }),
+        })
       : new KinesisStreamBus({
           streamName: config.STREAM_NAME,
           ...(config.KINESIS_ENDPOINT && { endpoint: config.KINESIS_ENDPOINT }),

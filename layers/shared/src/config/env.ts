@@ -33,6 +33,11 @@ export const ConsumerEnvSchema = z
     path: ['DATABASE_URL'],
   });
 
+const AWS_REGION_PATTERN = /^[a-z]{2}(-[a-z]+)+-\d+$/;
+
+/** `true` or `false`, spelled out: `z.coerce.boolean` would read "false" as true. */
+const flag = z.enum(['true', 'false'], { message: 'true or false' }).transform((v) => v === 'true');
+
 const csv = z
   .string()
   .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
@@ -75,7 +80,7 @@ export const CollectorEnvSchema = z
   .object({
     /** `exchange:SYM,SYM;exchange:SYM` */
     MARKETS: z.string().min(1),
-    /** kinesis (default) or kafka (Redpanda, MSK with SASL added later) */
+    /** kinesis (default) or kafka (Redpanda, MSK, librdkafka's mock) */
     STREAM_KIND: z.enum(['kinesis', 'kafka']).default('kinesis'),
     /** the Kinesis stream, or the Kafka topic */
     STREAM_NAME: z.string().regex(/^[a-zA-Z0-9_.-]{1,128}$/, 'a Kinesis stream or Kafka topic name'),
@@ -87,6 +92,12 @@ export const CollectorEnvSchema = z
       .regex(/^[^,\s]+:\d+(,[^,\s]+:\d+)*$/, 'host:port,host:port')
       .transform((s) => s.split(','))
       .optional(),
+    /** how the Kafka client authenticates: none, or iam (MSK: SASL/OAUTHBEARER signed with the task's AWS credentials, over TLS) */
+    KAFKA_AUTH: z.enum(['none', 'iam']).default('none'),
+    /** TLS to the Kafka brokers; default on with KAFKA_AUTH=iam, off otherwise */
+    KAFKA_SSL: flag.optional(),
+    /** region an MSK IAM token is signed for (ECS and Lambda set it); checked only with KAFKA_AUTH=iam (local tools set odd ones) */
+    AWS_REGION: z.string().optional(),
     /** a compatible exchange endpoint (the simulator, a proxy), for every exchange listed */
     EXCHANGE_REST_URL: z.string().url().optional(),
     EXCHANGE_WS_URL: z.string().regex(/^wss?:\/\//, 'a ws:// or wss:// URL').optional(),
@@ -100,4 +111,16 @@ export const CollectorEnvSchema = z
   .refine((e) => e.STREAM_KIND !== 'kafka' || e.KAFKA_BROKERS !== undefined, {
     message: 'STREAM_KIND=kafka needs KAFKA_BROKERS',
     path: ['KAFKA_BROKERS'],
+  })
+  .refine((e) => e.KAFKA_AUTH !== 'iam' || e.AWS_REGION !== undefined, {
+    message: 'KAFKA_AUTH=iam needs AWS_REGION (the MSK cluster\'s region; the token is signed for it)',
+    path: ['AWS_REGION'],
+  })
+  .refine((e) => e.KAFKA_AUTH !== 'iam' || e.AWS_REGION === undefined || AWS_REGION_PATTERN.test(e.AWS_REGION), {
+    message: 'KAFKA_AUTH=iam needs an AWS region such as eu-west-1 in AWS_REGION',
+    path: ['AWS_REGION'],
+  })
+  .refine((e) => e.KAFKA_AUTH !== 'iam' || e.KAFKA_SSL !== false, {
+    message: 'KAFKA_AUTH=iam needs TLS: drop KAFKA_SSL=false (MSK takes IAM on its TLS listener, port 9098)',
+    path: ['KAFKA_SSL'],
   });

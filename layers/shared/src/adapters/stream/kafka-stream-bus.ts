@@ -4,6 +4,7 @@ import type { MarketEvent } from '../../domain/index.js';
 import { partitionKeyOf } from '../../domain/index.js';
 import type { PublishReceipt, StreamBus } from '../../ports/index.js';
 import { encodeEvents } from '../../stream/event-codec.js';
+import { kafkaConnectionConfig, type KafkaConnectionOptions } from './kafka-connection.js';
 
 /** The broker did not accept a publish within the retry budget; part of it may have landed (at-least-once). */
 export class KafkaPublishError extends PlatformError {}
@@ -17,10 +18,8 @@ export class KafkaBusClosedError extends PlatformError {}
 /** Broker default `message.max.bytes` (MSK, Redpanda and Apache Kafka: 1 MB); a record batch must stay below it. */
 export const KAFKA_MAX_MESSAGE_BYTES = 1_000_000;
 
-/** Where and how KafkaStreamBus publishes. */
-export interface KafkaStreamBusOptions {
-  /** `host:port` of the bootstrap brokers */
-  readonly brokers: readonly string[];
+/** Where and how KafkaStreamBus publishes (brokers, TLS and auth: see KafkaConnectionOptions). */
+export interface KafkaStreamBusOptions extends KafkaConnectionOptions {
   readonly topic: string;
   readonly clientId?: string;
   /** target size of one record (several events of one key); default 96 KiB */
@@ -73,7 +72,7 @@ export class KafkaStreamBus implements StreamBus {
     }
     const kafka = new Kafka({
       clientId: options.clientId ?? 'qicore-stream-bus',
-      brokers: [...options.brokers],
+      ...kafkaConnectionConfig(options),
       logLevel: logLevel.NOTHING,
       requestTimeout: options.requestTimeoutMs ?? 10_000,
       retry: {
@@ -116,10 +115,9 @@ export class KafkaStreamBus implements StreamBus {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.connecting) {
-      await this.connecting.catch(() => undefined);
-      await this.producer.disconnect();
-    }
+    await this.connecting?.catch(() => undefined);
+    // also after a failed connect: kafkajs keeps the sockets of a refused SASL handshake open
+    await this.producer.disconnect();
   }
 
   private connect(): Promise<void> {

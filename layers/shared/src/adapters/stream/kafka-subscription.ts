@@ -1,6 +1,7 @@
 import { Kafka, logLevel, type Consumer, type EachBatchPayload } from 'kafkajs';
 import { PlatformError } from '../../domain/errors.js';
 import type { StreamRecord, StreamSubscription } from '../../ports/index.js';
+import { kafkaConnectionConfig, type KafkaConnectionOptions } from './kafka-connection.js';
 
 /** The consumer could not join its group, commit, or read the topic. */
 export class KafkaConsumerError extends PlatformError {}
@@ -8,10 +9,8 @@ export class KafkaConsumerError extends PlatformError {}
 /** A shard id that is not `<topic>-<partition>` of this subscription's topic. */
 export class UnknownKafkaShardError extends PlatformError {}
 
-/** Topic, group and limits of a KafkaSubscription. */
-export interface KafkaSubscriptionOptions {
-  /** `host:port` of the bootstrap brokers */
-  readonly brokers: readonly string[];
+/** Topic, group and limits of a KafkaSubscription (brokers, TLS and auth: see KafkaConnectionOptions). */
+export interface KafkaSubscriptionOptions extends KafkaConnectionOptions {
   readonly topic: string;
   /** consumer group; a new subscription of the same group resumes after the group's committed offsets */
   readonly groupId: string;
@@ -60,7 +59,7 @@ export class KafkaSubscription implements StreamSubscription {
   static async open(options: KafkaSubscriptionOptions): Promise<KafkaSubscription> {
     const kafka = new Kafka({
       clientId: options.clientId ?? 'qicore-subscription',
-      brokers: [...options.brokers],
+      ...kafkaConnectionConfig(options),
       logLevel: logLevel.NOTHING,
     });
     const consumer = kafka.consumer({
