@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { splitStatements } from '../../layers/shared/src/adapters/stores/clickhouse-migrations.js';
 import {
   SqlBindError,
+  columnList,
   databaseName,
   floatLiteral,
   intLiteral,
@@ -55,6 +56,12 @@ describe('clickhouse-sql: numbers, identifiers and the sql tag', () => {
     expect(() => table('trades; DROP TABLE x' as ClickHouseTable)).toThrow(SqlBindError);
     expect(databaseName('qicore_t_ab12').text).toBe('qicore_t_ab12');
     for (const bad of ['a-b', 'a b', '1a', "a'", '']) expect(() => databaseName(bad)).toThrow(SqlBindError);
+  });
+
+  it('lists only plain column names', () => {
+    expect(columnList(['exchange', 'amount_dec']).text).toBe('(exchange, amount_dec)');
+    for (const bad of ['a-b', 'a b', 'A', '1a', 'x) FORMAT', "a'", '`a`', '']) expect(() => columnList([bad])).toThrow(SqlBindError);
+    expect(() => columnList([])).toThrow(SqlBindError);
   });
 
   it('binds every interpolated value through the escapers', () => {

@@ -1,15 +1,17 @@
 /**
  * The little of a ClickHouse driver the store needs, over the official `@clickhouse/client`.
  *
- * Measured against ClickHouse 18.16 (Debian's package): SELECT with JSONEachRow, DDL, ALTER and
- * `INSERT ... FORMAT JSONEachRow` with rows in the body all work; only server-side query
- * parameters fail (`Unknown setting param_x`: 18.16 predates them), which is why statements are
- * built by clickhouse-sql.ts. The client's idle-socket TTL (2.5 s) is below 18.16's keep-alive
- * timeout (3 s), so pooled sockets are not reused after the server closed them.
+ * Measured against ClickHouse 18.16 (Debian's package): SELECT with JSONEachRow, DDL, ALTER, and
+ * `INSERT ... FORMAT JSONEachRow` or `FORMAT RowBinary` (LowCardinality and Decimal128 columns
+ * included) with rows in the body all work; only server-side query parameters fail (`Unknown
+ * setting param_x`: 18.16 predates them), which is why statements are built by clickhouse-sql.ts.
+ * The client's idle-socket TTL (2.5 s) is below 18.16's keep-alive timeout (3 s), so pooled
+ * sockets are not reused after the server closed them.
  */
-import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
+import { Readable } from 'node:stream';
+import { ClickHouseLogLevel, createClient, drainStream, type ClickHouseClient } from '@clickhouse/client';
 import { PlatformError } from '../../domain/errors.js';
-import { databaseName, sql, table, type ClickHouseTable, type Sql } from './clickhouse-sql.js';
+import { columnList, databaseName, sql, table, type ClickHouseTable, type Sql } from './clickhouse-sql.js';
 
 /** A ClickHouse statement or insert that failed; the server's message is kept, the cause attached. */
 export class ClickHouseQueryError extends PlatformError {}
@@ -22,6 +24,8 @@ export interface ClickHouseExecutor {
   command(statement: Sql): Promise<void>;
   /** `INSERT INTO table FORMAT JSONEachRow` with `rows` in the body. */
   insert(into: ClickHouseTable, rows: readonly object[]): Promise<void>;
+  /** `INSERT INTO table (columns) FORMAT RowBinary` with `body` (a RowBinaryWriter's bytes) holding `rows` rows. */
+  insertRowBinary(into: ClickHouseTable, columns: readonly string[], body: Uint8Array, rows: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -74,6 +78,17 @@ export function openClickHouse(url: string, options: ClickHouseOptions = {}): Cl
         await client.insert({ table: table(into).text, values: rows as object[], format: 'JSONEachRow' });
       } catch (error) {
         throw wrap(error, `insert into ${into} (${rows.length} rows)`);
+      }
+    },
+    async insertRowBinary(into: ClickHouseTable, columns: readonly string[], body: Uint8Array, rows: number): Promise<void> {
+      if (rows === 0) return;
+      // The client's insert() takes row objects only; exec() sends the body as it is.
+      const statement = sql`INSERT INTO ${table(into)} ${columnList(columns)} FORMAT RowBinary`;
+      try {
+        const result = await client.exec({ query: statement.text, values: Readable.from([body]) });
+        await drainStream(result.stream);
+      } catch (error) {
+        throw wrap(error, `insert into ${into} (${rows} rows, RowBinary)`);
       }
     },
     close: () => client.close(),

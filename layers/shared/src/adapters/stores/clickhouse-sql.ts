@@ -6,7 +6,7 @@
  * become quoted literals with every byte that could end or bend the literal escaped, numbers must
  * be finite (integers safe), identifiers come from a whitelist. Statements are `Sql` values, built
  * only by the `sql` tag, so a plain string cannot reach a query by accident. Rows for INSERT never
- * pass through here: they travel as JSONEachRow in the request body.
+ * pass through here: they travel in the request body (JSONEachRow, or RowBinary for trades).
  */
 import { PlatformError } from '../../domain/errors.js';
 
@@ -107,6 +107,15 @@ export function floatLiteral(value: number): Sql {
 export function table(name: ClickHouseTable): Sql {
   if (!(CLICKHOUSE_TABLES as readonly string[]).includes(name)) throw new SqlBindError(`unknown table ${String(name)}`);
   return fragment(name);
+}
+
+/** A column list `(a, b, c)` of plain lowercase identifiers (the code's own column names). */
+export function columnList(names: readonly string[]): Sql {
+  if (names.length === 0) throw new SqlBindError('an empty column list');
+  for (const name of names) {
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new SqlBindError(`not a plain column name: ${name}`);
+  }
+  return fragment(`(${names.join(', ')})`);
 }
 
 /** A database name: letters, digits and underscores, as `createClickHouseDatabase` makes them. */
