@@ -20,6 +20,7 @@ export const CONTEXT_KEYS = {
   databaseSecretArn: 'databaseSecretArn',
   clickhouseSecretArn: 'clickhouseSecretArn',
   mcpCertificateArn: 'mcpCertificateArn',
+  mcpDomain: 'mcpDomain',
 } as const;
 
 /**
@@ -42,6 +43,7 @@ export function definePlatform(app: App, env: NodeJS.ProcessEnv = process.env): 
     throw new InvalidPropsError(`unknown stream '${streamKind}': accepted are ${STREAM_KINDS.join(', ')} (pass -c stream=<kind>)`);
   }
   const mcpCertificateArn = context(CONTEXT_KEYS.mcpCertificateArn);
+  const mcpDomain = context(CONTEXT_KEYS.mcpDomain);
 
   const stack = new PlatformStack(app, `Qicore-${config.name}`, {
     description: `qicore crypto market-data platform (${config.name})`,
@@ -56,6 +58,7 @@ export function definePlatform(app: App, env: NodeJS.ProcessEnv = process.env): 
     ...(clickhouseSecretArn && { clickhouseSecretArn }),
     streamKind: streamKind as StreamKind,
     ...(mcpCertificateArn && { mcpCertificateArn }),
+    ...(mcpDomain && { mcpDomain }),
   });
   if (jwtIssuer === undefined || jwtAudience === undefined || jwksUrl === undefined) {
     Annotations.of(stack).addWarningV2(

@@ -44,6 +44,8 @@ export interface PlatformStackProps extends StackProps {
    * @default - HTTP only
    */
   readonly mcpCertificateArn?: string;
+  /** public DNS name of the MCP endpoint (covered by the certificate); the load balancer's name when omitted */
+  readonly mcpDomain?: string;
 }
 
 /** One stage of the platform: network, market stream, collector, store writers and MCP service. */
@@ -140,6 +142,7 @@ export class PlatformStack extends Stack {
       ...(props.mcpCertificateArn && {
         certificate: Certificate.fromCertificateArn(this, 'McpCertificate', props.mcpCertificateArn),
       }),
+      ...(props.mcpDomain && { domainName: props.mcpDomain }),
     });
 
     this.collectorService = new CollectorService(this, 'CollectorService', {

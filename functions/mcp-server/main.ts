@@ -1,5 +1,6 @@
 // Fargate entry of the MCP server in service mode: configuration from the environment, the
 // store on PostgreSQL/TimescaleDB, JWTs from the configured issuer.
+import { createServer } from 'node:http';
 import { openClickHouse } from '../../layers/shared/src/adapters/stores/clickhouse-client.js';
 import { ClickHouseMarketStore } from '../../layers/shared/src/adapters/stores/clickhouse-market-store.js';
 import { openPostgres } from '../../layers/shared/src/adapters/stores/pg-client.js';
@@ -7,6 +8,7 @@ import { PostgresMarketStore } from '../../layers/shared/src/adapters/stores/pos
 import { McpServerEnvSchema, parseEnv } from '../../layers/shared/src/config/env.js';
 import { createJwtVerifier } from '../../layers/shared/src/mcp/auth.js';
 import { startMcpHttpServer } from '../../layers/shared/src/mcp/http.js';
+import { McpMetrics } from '../../layers/shared/src/mcp/metrics.js';
 import { buildServer } from '../../layers/shared/src/mcp/server.js';
 import { createLogger } from '../../layers/shared/src/observability/logger.js';
 import { systemClock } from '../../layers/shared/src/ports/index.js';
@@ -45,17 +47,35 @@ const verifier = env.JWT_JWKS_URL
       audience: env.JWT_AUDIENCE!,
     });
 
+const metrics = new McpMetrics();
 const http = await startMcpHttpServer({
   host: env.MCP_HOST,
   port: env.MCP_PORT,
-  buildServer: () => buildServer({ query, version: VERSION, logger }),
+  buildServer: () => buildServer({ query, version: VERSION, logger, metrics }),
   verifier,
   logger,
+  metrics,
+  authorizationServers: [env.JWT_ISSUER],
+  rateLimit: { limit: env.MCP_RATE_LIMIT_PER_MINUTE, windowMs: 60_000 },
+  ...(env.MCP_PUBLIC_URL && { publicUrl: env.MCP_PUBLIC_URL }),
+  ...(env.MCP_SESSION_SECRET && { sessionSecret: new TextEncoder().encode(env.MCP_SESSION_SECRET) }),
   ...(env.MCP_ALLOWED_HOSTS && { allowedHosts: env.MCP_ALLOWED_HOSTS }),
+  ...(env.MCP_ALLOWED_ORIGINS && { allowedOrigins: env.MCP_ALLOWED_ORIGINS }),
 });
+// Metrics on a port of their own, which the load balancer does not route to.
+const metricsServer = env.MCP_METRICS_PORT
+  ? createServer((req, res) => {
+      if (req.url !== '/metrics') return void res.writeHead(404).end();
+      metrics.render().then(
+        ({ contentType, body }) => res.writeHead(200, { 'content-type': contentType }).end(body),
+        () => res.writeHead(500).end(),
+      );
+    }).listen(env.MCP_METRICS_PORT, env.MCP_HOST)
+  : undefined;
 logger.info('mcp server listening', { url: http.url });
 
 const shutdown = async () => {
+  metricsServer?.close();
   await http.close();
   await store.close();
   await history?.close();

@@ -91,6 +91,7 @@ beforeAll(() => {
       databaseSecretArn: PROD_SECRET_ARN,
       clickhouseSecretArn: PROD_CLICKHOUSE_SECRET_ARN,
       mcpCertificateArn: PROD_CERT_ARN,
+      mcpDomain: 'mcp.example.com',
     }),
     {},
   );
@@ -225,7 +226,10 @@ describe('PlatformStack: MCP service', () => {
             { Name: 'MCP_PORT', Value: '8080' },
             Match.objectLike({ Name: 'JWT_JWKS_URL' }),
           ]),
-          Secrets: [{ Name: 'DATABASE_URL', ValueFrom: { Ref: onlyId(dev, 'AWS::SecretsManager::Secret', 'DatabaseSecret') } }],
+          Secrets: Match.arrayWith([
+            { Name: 'MCP_SESSION_SECRET', ValueFrom: { Ref: onlyId(dev, 'AWS::SecretsManager::Secret', 'McpServiceSessionSecret') } },
+            { Name: 'DATABASE_URL', ValueFrom: { Ref: onlyId(dev, 'AWS::SecretsManager::Secret', 'DatabaseSecret') } },
+          ]),
         }),
       ],
     });
@@ -238,6 +242,33 @@ describe('PlatformStack: MCP service', () => {
       HealthCheckPath: '/healthz',
       Matcher: { HttpCode: '200' },
       TargetType: 'ip',
+    });
+  });
+
+  it('shares a generated session secret between tasks, scales on CPU, and advertises its public URL and hosts', () => {
+    const env = (t: Template) => {
+      const defs = Object.values(t.findResources('AWS::ECS::TaskDefinition')).flatMap(
+        (r) => (r['Properties']['ContainerDefinitions'] as { Name: string; Environment: { Name: string; Value: unknown }[] }[]),
+      );
+      return Object.fromEntries(defs.find((d) => d.Name === 'mcp-server')!.Environment.map((e) => [e.Name, e.Value]));
+    };
+    expect(env(prod)['MCP_PUBLIC_URL']).toBe('https://mcp.example.com/mcp');
+    expect(JSON.stringify(env(prod)['MCP_ALLOWED_HOSTS'])).toContain('mcp.example.com,');
+    expect(env(prod)['MCP_METRICS_PORT']).toBe('9464');
+    expect(JSON.stringify(env(dev)['MCP_PUBLIC_URL'])).toMatch(/http:\/\/.*DNSName/);
+    dev.hasResourceProperties('AWS::SecretsManager::Secret', {
+      GenerateSecretString: Match.objectLike({ PasswordLength: 48, ExcludePunctuation: true }),
+    });
+    prod.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', {
+      MinCapacity: prodConfig.mcp.desiredCount,
+      MaxCapacity: prodConfig.mcp.desiredCount * 4,
+      ScalableDimension: 'ecs:service:DesiredCount',
+    });
+    prod.hasResourceProperties('AWS::ApplicationAutoScaling::ScalingPolicy', {
+      TargetTrackingScalingPolicyConfiguration: Match.objectLike({
+        TargetValue: 60,
+        PredefinedMetricSpecification: { PredefinedMetricType: 'ECSServiceAverageCPUUtilization' },
+      }),
     });
   });
 
@@ -285,7 +316,7 @@ describe('PlatformStack: MCP service', () => {
             { Name: 'JWT_AUDIENCE', Value: PROD_AUTH.jwtAudience },
             { Name: 'JWT_JWKS_URL', Value: PROD_AUTH.jwksUrl },
           ]),
-          Secrets: [{ Name: 'DATABASE_URL', ValueFrom: PROD_SECRET_ARN }],
+          Secrets: Match.arrayWith([{ Name: 'DATABASE_URL', ValueFrom: PROD_SECRET_ARN }]),
         }),
       ],
     });
@@ -299,8 +330,8 @@ describe('PlatformStack: MCP service', () => {
       Port: 80,
       DefaultActions: [Match.objectLike({ Type: 'redirect' })],
     });
-    // an existing secret is referenced, never created
-    prod.resourceCountIs('AWS::SecretsManager::Secret', 0);
+    // existing secrets are referenced, never created; only the generated session secret is new
+    prod.resourceCountIs('AWS::SecretsManager::Secret', 1);
   });
 
   it('warns when JWT settings are placeholders or the listener is plain HTTP', () => {
@@ -467,6 +498,8 @@ describe('construct props validation', () => {
     expect(mcp({ jwtIssuer: ' ' })).toThrow(/jwtIssuer is empty/);
     expect(mcp({ desiredCount: 0 })).toThrow(/desiredCount .* got 0/);
     expect(mcp({ containerPort: 80 })).toThrow(/containerPort .* unprivileged .* got 80/);
+    expect(mcp({ desiredCount: 2, maxCount: 1 })).toThrow(/maxCount .* got 1/);
+    expect(mcp({ domainName: 'not a domain' })).toThrow(/domainName 'not a domain' is not a DNS name/);
   });
 
   it('rejects a collector with no or two destinations, markets it cannot collect, or a Fargate size that does not exist', () => {

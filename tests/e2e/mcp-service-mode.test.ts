@@ -24,6 +24,7 @@ describeWithService('postgres', 'MCP server in service mode', (serverUrl) => {
   let database: TestDatabase;
   let child: ChildProcess;
   let url: string;
+  let metricsPort: number;
   let stderr = '';
 
   beforeAll(async () => {
@@ -31,6 +32,7 @@ describeWithService('postgres', 'MCP server in service mode', (serverUrl) => {
     await new PostgresMarketStore(database.db).writeEvents([trade({ id: '1', ts: Date.now() - 1_000 })]);
     const port = await freePort();
     url = `http://127.0.0.1:${port}/mcp`;
+    metricsPort = await freePort();
     child = spawn(process.execPath, ['--import', 'tsx', 'functions/mcp-server/main.ts'], {
       env: {
         PATH: process.env.PATH,
@@ -40,6 +42,9 @@ describeWithService('postgres', 'MCP server in service mode', (serverUrl) => {
         JWT_ISSUER: 'https://issuer.test/',
         JWT_AUDIENCE: 'qicore-mcp',
         JWT_HS256_SECRET: SECRET,
+        MCP_PUBLIC_URL: 'https://mcp.example.test/mcp',
+        MCP_SESSION_SECRET: 'a-session-secret-shared-by-every-task-0123',
+        MCP_METRICS_PORT: String(metricsPort),
         LOG_LEVEL: 'info',
       },
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -78,9 +83,19 @@ describeWithService('postgres', 'MCP server in service mode', (serverUrl) => {
     const res = await fetch(url, { method: 'POST', headers: { Authorization: `Bearer ${wrong}`, 'Content-Type': 'application/json' }, body: '{}' });
     expect(res.status).toBe(401);
 
+    // protected resource metadata names the public URL and the issuer; 401s point to it
+    const meta = await fetch(new URL('/.well-known/oauth-protected-resource/mcp', url));
+    expect(await meta.json()).toMatchObject({ resource: 'https://mcp.example.test/mcp', authorization_servers: ['https://issuer.test/'] });
+    expect(res.headers.get('www-authenticate')).toContain('resource_metadata="https://mcp.example.test/.well-known/oauth-protected-resource/mcp"');
+    // metrics on their own port, counting the call above
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(metrics).toMatch(/mcp_tool_calls_total\{tool="list_markets",outcome="ok"\} 1/);
+    expect((await fetch(new URL('/metrics', url))).status).toBe(404);
+
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
     expect(stderr).not.toContain(SECRET);
+    expect(stderr).not.toContain('a-session-secret');
   });
 });

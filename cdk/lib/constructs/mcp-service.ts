@@ -15,7 +15,7 @@ import { ApplicationLoadBalancedFargateService } from 'aws-cdk-lib/aws-ecs-patte
 import { ApplicationProtocol } from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import type { IStream } from 'aws-cdk-lib/aws-kinesis';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
-import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
+import { Secret, type ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { InvalidPropsError, requireHttpsUrl, requireIntegerInRange } from '../prop-checks.js';
 import { REPO_ROOT } from '../repo-paths.js';
@@ -85,10 +85,21 @@ export interface McpServiceProps {
    */
   readonly memoryLimitMiB?: number;
   /**
-   * Tasks to keep running.
+   * Tasks to keep running; auto scaling keeps at least this many.
    * @default 1
    */
   readonly desiredCount?: number;
+  /**
+   * Most tasks auto scaling may run (on CPU); equal to desiredCount turns scaling off.
+   * @default desiredCount * 4
+   */
+  readonly maxCount?: number;
+  /**
+   * Public domain name of the endpoint (its certificate must cover it); the server then advertises
+   * https://<domainName>/mcp as its resource URL and accepts only that Host (and the load balancer's).
+   * @default - the load balancer's DNS name
+   */
+  readonly domainName?: string;
   /**
    * CPU architecture of tasks and of the built image.
    * @default CpuArchitecture.ARM64
@@ -176,6 +187,17 @@ export class McpService extends Construct {
       NODE_OPTIONS: '--enable-source-maps',
     };
     if (props.stream) environment['MARKET_STREAM_NAME'] = props.stream.streamName;
+    // Tasks sign session ids with one secret, so any task continues a session another opened.
+    const sessionSecret = new Secret(this, 'SessionSecret', {
+      description: 'Signs MCP session ids; shared by every MCP server task',
+      generateSecretString: { passwordLength: 48, excludePunctuation: true },
+      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
+    });
+    const maxCount = props.maxCount ?? desiredCount * 4;
+    requireIntegerInRange(`${id} maxCount`, maxCount, desiredCount, 100, 'at least desiredCount');
+    if (props.domainName !== undefined && !/^(?=.{1,253}$)([a-z0-9-]{1,63}\.)+[a-z]{2,63}$/i.test(props.domainName)) {
+      throw new InvalidPropsError(`${id} domainName '${props.domainName}' is not a DNS name: pass e.g. 'mcp.example.com'`);
+    }
 
     this.service = new ApplicationLoadBalancedFargateService(this, 'Service', {
       cluster,
@@ -200,7 +222,10 @@ export class McpService extends Construct {
         containerName: 'mcp-server',
         containerPort,
         environment,
-        ...(props.databaseSecret && { secrets: { DATABASE_URL: EcsSecret.fromSecretsManager(props.databaseSecret) } }),
+        secrets: {
+          MCP_SESSION_SECRET: EcsSecret.fromSecretsManager(sessionSecret),
+          ...(props.databaseSecret && { DATABASE_URL: EcsSecret.fromSecretsManager(props.databaseSecret) }),
+        },
         logDriver: LogDrivers.awsLogs({ streamPrefix: 'mcp-server', logGroup }),
       },
     });
@@ -212,8 +237,21 @@ export class McpService extends Construct {
       healthyThresholdCount: 2,
       unhealthyThresholdCount: 3,
     });
-    // MCP sessions live in one task's memory: keep a client that honours the cookie on its task.
+    // Any task can continue any session (signed session ids); stickiness only saves the re-initialization
+    // for clients that keep the cookie.
     this.service.targetGroup.enableCookieStickiness(Duration.hours(1));
+    const container = this.service.taskDefinition.defaultContainer!;
+    const lbName = this.service.loadBalancer.loadBalancerDnsName;
+    const scheme = props.certificate ? 'https' : 'http';
+    container.addEnvironment('MCP_PUBLIC_URL', `${scheme}://${props.domainName ?? lbName}/mcp`);
+    container.addEnvironment('MCP_ALLOWED_HOSTS', props.domainName ? `${props.domainName},${lbName}` : lbName);
+    // Prometheus metrics on a port the load balancer does not route to.
+    container.addEnvironment('MCP_METRICS_PORT', '9464');
+    if (maxCount > desiredCount) {
+      this.service.service
+        .autoScaleTaskCount({ minCapacity: desiredCount, maxCapacity: maxCount })
+        .scaleOnCpuUtilization('Cpu', { targetUtilizationPercent: 60, scaleInCooldown: Duration.minutes(5), scaleOutCooldown: Duration.minutes(1) });
+    }
     if (props.stream) props.stream.grantRead(this.service.taskDefinition.taskRole);
 
     if (!props.certificate) {
@@ -222,8 +260,7 @@ export class McpService extends Construct {
         'MCP is served over plain HTTP: bearer tokens cross the network in clear. Pass a certificate to serve HTTPS.',
       );
     }
-    const scheme = props.certificate ? 'https' : 'http';
-    this.url = `${scheme}://${this.service.loadBalancer.loadBalancerDnsName}/mcp`;
+    this.url = `${scheme}://${props.domainName ?? lbName}/mcp`;
   }
 }
 

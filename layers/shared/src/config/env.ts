@@ -64,6 +64,16 @@ export const McpServerEnvSchema = z
     JWT_JWKS_URL: z.string().url().optional(),
     /** HS256 shared secret (at least 32 bytes); development only */
     JWT_HS256_SECRET: z.string().min(32, 'JWT_HS256_SECRET must be at least 32 characters').optional(),
+    /** the endpoint's public URL behind the load balancer, e.g. https://mcp.example.com/mcp (protected resource metadata) */
+    MCP_PUBLIC_URL: z.string().url().optional(),
+    /** shared by every task: session ids are signed with it so any task continues any session (at least 32 characters) */
+    MCP_SESSION_SECRET: z.string().min(32, 'MCP_SESSION_SECRET must be at least 32 characters').optional(),
+    /** browser origins allowed to call the endpoint (CORS-style allow list); none by default */
+    MCP_ALLOWED_ORIGINS: csv,
+    /** requests per token principal per minute */
+    MCP_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(1200),
+    /** Prometheus metrics on this port (not behind the load balancer); off when unset */
+    MCP_METRICS_PORT: z.coerce.number().int().min(1).max(65535).optional(),
     LOG_LEVEL: LogLevelSchema,
   })
   .refine((e) => (e.JWT_JWKS_URL === undefined) !== (e.JWT_HS256_SECRET === undefined), {
