@@ -6,9 +6,11 @@ import { runMigrations, type MigrationReport } from '../layers/shared/src/adapte
 import { openPglite } from '../layers/shared/src/adapters/stores/pglite-client.js';
 import { openPostgres } from '../layers/shared/src/adapters/stores/pg-client.js';
 import { PgCopyWriter } from '../layers/shared/src/adapters/stores/pg-copy-writer.js';
+import { PostgresLedgerStore } from '../layers/shared/src/adapters/stores/postgres-ledger-store.js';
 import { PostgresMarketStore } from '../layers/shared/src/adapters/stores/postgres-market-store.js';
 import { MemoryStream } from '../layers/shared/src/adapters/stream/memory-stream-bus.js';
 import { startCollectorService } from '../layers/shared/src/collector/collector-service.js';
+import type { CollectorChannel, CollectorTuning } from '../layers/shared/src/collector/market-collector.js';
 import type { StoreWriterCounter } from '../layers/shared/src/consumers/store-writer.js';
 import { createTimescaleWriterHandler } from '../layers/shared/src/consumers/timescale-writer.js';
 import {
@@ -23,10 +25,22 @@ import { buildServer } from '../layers/shared/src/mcp/server.js';
 import { serveStdio } from '../layers/shared/src/mcp/stdio.js';
 import { Counters } from '../layers/shared/src/observability/counters.js';
 import type { Logger } from '../layers/shared/src/observability/logger.js';
-import { systemClock } from '../layers/shared/src/ports/index.js';
+import { systemClock, type LedgerReader } from '../layers/shared/src/ports/index.js';
 import { MarketQueryService } from '../layers/shared/src/query/market-query.js';
 import { KinesisEventSource } from './runner/kinesis-event-source.js';
-import { startSimulatedExchange, type SimulatedExchange } from './sim/server.js';
+import { binanceProtocol } from './sim/protocols/binance.js';
+import { okxProtocol } from './sim/protocols/okx.js';
+import { startSimulatedExchange, type SimProtocolFactory, type SimulatedExchange } from './sim/server.js';
+
+/** Exchanges the simulator speaks, by ccxt id. */
+const SIM_PROTOCOLS: Readonly<Record<string, () => SimProtocolFactory>> = { binance: () => binanceProtocol(), okx: () => okxProtocol() };
+
+/** The simulator's subscription names of a market's trades, per exchange protocol (swaps stream none). */
+function simTradeStream(exchange: string, symbol: string): string | null {
+  if (symbol.includes(':')) return null;
+  if (exchange === 'okx') return `trades:${symbol.replace('/', '-')}`;
+  return `${symbol.replace('/', '').toLowerCase()}@trade`;
+}
 
 export const PLATFORM_VERSION = '0.1.0';
 
@@ -47,6 +61,10 @@ export interface LocalPlatformOptions {
   readonly databaseUrl?: string | undefined;
   /** stored book snapshots at most this often per market */
   readonly bookIntervalMs?: number;
+  /** channels to collect (default trades, tickers, books; candles and funding are opt-in) */
+  readonly channels?: readonly CollectorChannel[];
+  /** collector completeness, watchdog and pacing settings */
+  readonly collectorTuning?: CollectorTuning;
 }
 
 export interface StatusFigures {
@@ -69,6 +87,8 @@ export interface LocalPlatform {
   readonly migrations: MigrationReport;
   readonly sim: SimulatedExchange | null;
   readonly store: PostgresMarketStore;
+  /** the collectors' completeness ledger: feed health and gaps */
+  readonly ledger: LedgerReader;
   readonly exchanges: readonly ConnectedExchange[];
   status(): StatusFigures;
   /** Waits until the stream has been written to the store (tests, shutdown). */
@@ -94,6 +114,7 @@ export async function startLocalPlatform(options: LocalPlatformOptions): Promise
     });
     cleanup.push(() => store.close());
     const migrations = await runMigrations(db);
+    const ledger = new PostgresLedgerStore(db);
 
     const stream = new MemoryStream();
     cleanup.push(() => stream.close());
@@ -101,6 +122,7 @@ export async function startLocalPlatform(options: LocalPlatformOptions): Promise
     let lagMs: number | null = null;
     const handler = createTimescaleWriterHandler({
       writer: store,
+      ledger,
       logger: logger.child({ fn: 'timescale-writer' }),
       counters: writerCounters,
       source: 'timescale-writer',
@@ -135,9 +157,17 @@ export async function startLocalPlatform(options: LocalPlatformOptions): Promise
 
     let sim: SimulatedExchange | null = null;
     if (options.source === 'sim') {
-      const symbols = [...new Set([...options.markets.values()].flat())];
+      // one simulated market per spot symbol; an exchange's swap (BTC/USDT:USDT) mirrors its spot market
+      const symbols = [...new Set([...options.markets.values()].flat().map((s) => s.split(':')[0]!))];
+      const protocols = [...options.markets.keys()].filter((id) => Object.hasOwn(SIM_PROTOCOLS, id)).map((id) => SIM_PROTOCOLS[id]!());
       // the market opens once the collector listens, so every trade it prints is collected
-      sim = await startSimulatedExchange({ seed: options.simSeed, tradesPerSecond: options.simTps, symbols, autoRun: false });
+      sim = await startSimulatedExchange({
+        seed: options.simSeed,
+        tradesPerSecond: options.simTps,
+        symbols,
+        autoRun: false,
+        ...(protocols.length > 0 && { protocols }),
+      });
       const simRef = sim;
       cleanup.push(() => simRef.close());
     }
@@ -146,13 +176,23 @@ export async function startLocalPlatform(options: LocalPlatformOptions): Promise
       bus: stream,
       logger,
       clock: systemClock,
-      ...(sim && { configure: (exchange) => applyEndpointOverride(exchange, { rest: sim.httpUrl, ws: sim.wsUrl }) }),
+      ...(sim && {
+        configure: (exchange) =>
+          applyEndpointOverride(exchange, {
+            ...(sim.endpoints[exchange.id] ?? { rest: sim.httpUrl, ws: sim.wsUrl }),
+            ...(exchange.id === 'okx' && { marketTypes: ['spot', 'swap'] as const }),
+          }),
+      }),
       ...(options.bookIntervalMs !== undefined && { bookIntervalMs: options.bookIntervalMs }),
+      ...(options.channels && { channels: options.channels }),
+      ...(options.collectorTuning && { tuning: options.collectorTuning }),
     });
     cleanup.push(() => collection.stop());
     if (sim) {
-      const streams = collection.exchanges.flatMap((c) => c.symbols.map((s) => `${s.replace('/', '').toLowerCase()}@trade`));
-      await sim.waitForStreams(streams, { timeoutMs: 15_000 });
+      for (const c of collection.exchanges) {
+        const streams = c.symbols.map((s) => simTradeStream(c.exchange.id, s)).filter((s): s is string => s !== null);
+        await sim.waitForStreams(streams, { protocolId: c.exchange.id, timeoutMs: 15_000 });
+      }
       sim.market.start();
     }
     const { collector, batcher } = collection;
@@ -190,6 +230,7 @@ export async function startLocalPlatform(options: LocalPlatformOptions): Promise
       migrations,
       sim,
       store,
+      ledger,
       exchanges: collection.exchanges,
       status: () => {
         const now = Date.now();

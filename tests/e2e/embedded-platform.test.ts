@@ -159,4 +159,14 @@ forEachStoreBackend('platform end to end', (backend, serverUrl) => {
     expect(answer.ticker!.ask).toBeGreaterThan(answer.ticker!.bid!);
     expect(answer.freshness.ageMs).toBeGreaterThanOrEqual(0);
   });
+
+  it('keeps the completeness ledger in the store: every feed, no gap left open or unfilled', async () => {
+    const health = await platform.ledger.feedHealth({ exchange: 'binance' });
+    for (const symbol of SYMBOLS) {
+      const channels = health.filter((h) => h.symbol === symbol).map((h) => h.channel);
+      expect(channels.sort(), symbol).toEqual(['books', 'tickers', 'trades']);
+    }
+    expect(health.every((h) => h.gapsUnfilled === 0 && h.gapsOpen === 0)).toBe(true);
+    expect(await platform.ledger.gaps({ exchange: 'binance', status: 'unfilled' })).toEqual([]);
+  });
 });

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   ExchangesUnreachableError,
   UnknownExchangeError,
+  UnlistedSymbolError,
   connectExchanges,
 } from '../../layers/shared/src/adapters/exchange/ccxt-pro-exchanges.js';
 import { applyEndpointOverride } from '../../layers/shared/src/adapters/exchange/endpoint-overrides.js';
@@ -28,15 +29,17 @@ describe('connecting exchanges', () => {
     expect(Date.now() - started).toBeLessThan(5_000);
   });
 
-  it('keeps the reachable exchange and the symbols it lists, skipping the rest', async () => {
+  it('connects the reachable exchange with its symbols; a symbol it does not list fails at start', async () => {
     const sim = await startSimulatedExchange({ symbols: ['BTC/USDT'], autoRun: false });
     try {
-      const connected = await connectExchanges(new Map([['binance', ['BTC/USDT', 'NOPE/USDT']]]), {
-        logger: silentLogger,
-        configure: (exchange) => applyEndpointOverride(exchange, { rest: sim.httpUrl, ws: sim.wsUrl }),
-      });
+      const configure = (exchange: Parameters<typeof applyEndpointOverride>[0]) =>
+        applyEndpointOverride(exchange, { rest: sim.httpUrl, ws: sim.wsUrl });
+      const connected = await connectExchanges(new Map([['binance', ['BTC/USDT']]]), { logger: silentLogger, configure });
       expect(connected.map((c) => [c.exchange.id, c.symbols])).toEqual([['binance', ['BTC/USDT']]]);
       await Promise.all(connected.map((c) => c.exchange.close()));
+      await expect(
+        connectExchanges(new Map([['binance', ['BTC/USDT', 'NOPE/USDT']]]), { logger: silentLogger, configure }),
+      ).rejects.toThrow(UnlistedSymbolError);
     } finally {
       await sim.close();
     }

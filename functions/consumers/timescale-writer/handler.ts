@@ -2,6 +2,7 @@
 // every invocation is one call into the shared consumer.
 import { openPostgres } from '../../../layers/shared/src/adapters/stores/pg-client.js';
 import { PgCopyWriter } from '../../../layers/shared/src/adapters/stores/pg-copy-writer.js';
+import { PostgresLedgerStore } from '../../../layers/shared/src/adapters/stores/postgres-ledger-store.js';
 import { PostgresMarketStore } from '../../../layers/shared/src/adapters/stores/postgres-market-store.js';
 import { ConsumerEnvSchema, parseEnv } from '../../../layers/shared/src/config/env.js';
 import { resolveDatabaseUrl } from '../../../layers/shared/src/config/secrets.js';
@@ -15,9 +16,12 @@ const env = parseEnv(ConsumerEnvSchema);
 const logger = createLogger({ level: env.LOG_LEVEL, fields: { fn: 'timescale-writer' } });
 const databaseUrl = await resolveDatabaseUrl(env);
 
+const db = openPostgres(databaseUrl, { max: 1 });
 const deps: StoreWriterDeps = {
   // COPY for batches of trades, parameterized statements for the rest
-  writer: new PostgresMarketStore(openPostgres(databaseUrl, { max: 1 }), { copyWriter: new PgCopyWriter(databaseUrl, { max: 1 }) }),
+  writer: new PostgresMarketStore(db, { copyWriter: new PgCopyWriter(databaseUrl, { max: 1 }) }),
+  // the collectors' completeness ledger (feed_status and gap events)
+  ledger: new PostgresLedgerStore(db),
   logger,
   counters: new Counters<StoreWriterCounter>(),
   source: 'timescale-writer',

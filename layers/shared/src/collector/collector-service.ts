@@ -7,7 +7,7 @@ import type { Clock, StreamBus } from '../ports/index.js';
 import { Counters } from '../observability/counters.js';
 import type { Logger } from '../observability/logger.js';
 import { EventBatcher, type BatcherCounter } from './event-batcher.js';
-import { MarketCollector, type CollectorChannel, type CollectorCounter } from './market-collector.js';
+import { MarketCollector, type CollectorChannel, type CollectorCounter, type CollectorTuning } from './market-collector.js';
 
 export interface CollectorServiceOptions {
   /** exchange id -> ccxt unified symbols */
@@ -20,6 +20,8 @@ export interface CollectorServiceOptions {
   readonly configure?: (exchange: ProExchange) => Promise<void>;
   readonly bookIntervalMs?: number;
   readonly bookDepth?: number;
+  /** completeness, watchdog and pacing settings (defaults suit live exchanges) */
+  readonly tuning?: CollectorTuning;
 }
 
 export interface CollectorService {
@@ -50,6 +52,7 @@ export async function startCollectorService(options: CollectorServiceOptions): P
     ...(options.channels && { channels: options.channels }),
     ...(options.bookIntervalMs !== undefined && { bookIntervalMs: options.bookIntervalMs }),
     ...(options.bookDepth !== undefined && { bookDepth: options.bookDepth }),
+    ...(options.tuning && { tuning: options.tuning }),
   });
   collector.start();
   for (const c of exchanges) logger.info('collecting', { exchange: c.exchange.id, symbols: c.symbols });

@@ -1,4 +1,4 @@
-import type { MarketEvent } from '../domain/index.js';
+import type { StreamEvent } from '../domain/index.js';
 import type { StreamBus } from '../ports/index.js';
 import type { Counters } from '../observability/counters.js';
 import type { Logger } from '../observability/logger.js';
@@ -23,7 +23,7 @@ export interface EventBatcherOptions {
  * stream never stalls a socket. Failed publishes are retried with backoff, in order.
  */
 export class EventBatcher {
-  private buffer: MarketEvent[] = [];
+  private buffer: StreamEvent[] = [];
   private timer: NodeJS.Timeout | null = null;
   private inFlight: Promise<void> | null = null;
   private readonly backoff = new Backoff(200, 10_000);
@@ -43,7 +43,7 @@ export class EventBatcher {
     return this.buffer.length;
   }
 
-  add(events: readonly MarketEvent[]): void {
+  add(events: readonly StreamEvent[]): void {
     for (const e of events) this.buffer.push(e);
     if (this.buffer.length > this.maxBuffered) {
       const excess = this.buffer.length - this.maxBuffered;

@@ -1,9 +1,10 @@
 import type { KinesisStreamBatchResponse, KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
-import type { MarketEvent } from '../domain/index.js';
-import type { MarketWriter, WriteSummary } from '../ports/index.js';
+import type { FundingEvent, LedgerEvent, MarketEvent, StreamEvent } from '../domain/index.js';
+import { isLedgerEvent, isMarketEvent } from '../domain/index.js';
+import type { FundingRecord, FundingWriter, LedgerWriter, MarketWriter, WriteSummary } from '../ports/index.js';
 import type { Counters } from '../observability/counters.js';
 import type { Logger } from '../observability/logger.js';
-import { decodeEvents } from '../stream/event-codec.js';
+import { decodeStreamEvents } from '../stream/event-codec.js';
 
 export type StoreWriterCounter =
   | 'records'
@@ -12,11 +13,18 @@ export type StoreWriterCounter =
   | 'tickers_written'
   | 'books_written'
   | 'candles_written'
+  | 'funding_written'
+  | 'ledger_written'
+  /** funding or ledger events this writer has no table for (ClickHouse keeps neither) */
+  | 'events_skipped'
   | 'dead_lettered'
   | 'record_failures';
 
 export interface StoreWriterDeps {
-  readonly writer: MarketWriter;
+  /** market events; funding snapshots too when it has `writeFunding` (the operational store) */
+  readonly writer: MarketWriter | (MarketWriter & FundingWriter);
+  /** the completeness ledger (feed_status and gap events); without one they are skipped and counted */
+  readonly ledger?: LedgerWriter;
   readonly logger: Logger;
   readonly counters: Counters<StoreWriterCounter>;
   /** name written into dead letters */
@@ -35,7 +43,7 @@ export interface IncomingRecord {
 
 interface Decoded {
   readonly record: IncomingRecord;
-  readonly events: readonly MarketEvent[];
+  readonly events: readonly StreamEvent[];
 }
 
 /**
@@ -66,7 +74,7 @@ export async function writeRecords(records: readonly IncomingRecord[], deps: Sto
   for (const record of records) {
     counters.add('records');
     try {
-      const { events, rejected } = decodeEvents(record.data);
+      const { events, rejected } = decodeStreamEvents(record.data);
       counters.add('events', events.length + rejected.length);
       for (const r of rejected) {
         await deadLetter(deps, record, 'ValidationError', r.reason, JSON.stringify(r.payload));
@@ -102,14 +110,44 @@ export async function writeRecords(records: readonly IncomingRecord[], deps: Sto
   return failures;
 }
 
-async function write(deps: StoreWriterDeps, events: readonly MarketEvent[]): Promise<void> {
+/** Routes each kind of event to the store that keeps it: market data, then funding, then the ledger. */
+async function write(deps: StoreWriterDeps, events: readonly StreamEvent[]): Promise<void> {
   if (events.length === 0) return;
-  const summary = await deps.writer.writeEvents(events);
-  deps.counters.add('trades_written', summary.trades);
-  deps.counters.add('tickers_written', summary.tickers);
-  deps.counters.add('books_written', summary.books);
-  deps.counters.add('candles_written', summary.candles);
-  deps.onWritten?.(events, summary);
+  const market: MarketEvent[] = [];
+  const funding: FundingEvent[] = [];
+  const ledger: LedgerEvent[] = [];
+  for (const e of events) {
+    if (isMarketEvent(e)) market.push(e);
+    else if (isLedgerEvent(e)) ledger.push(e);
+    else funding.push(e);
+  }
+  const fundingWriter = hasFunding(deps.writer) ? deps.writer : undefined;
+  if (market.length > 0) {
+    const summary = await deps.writer.writeEvents(market);
+    deps.counters.add('trades_written', summary.trades);
+    deps.counters.add('tickers_written', summary.tickers);
+    deps.counters.add('books_written', summary.books);
+    deps.counters.add('candles_written', summary.candles);
+    deps.onWritten?.(market, summary);
+  }
+  if (funding.length > 0) {
+    if (fundingWriter) deps.counters.add('funding_written', await fundingWriter.writeFunding(funding.map(toFundingRecord)));
+    else deps.counters.add('events_skipped', funding.length);
+  }
+  if (ledger.length > 0) {
+    if (deps.ledger) {
+      const written = await deps.ledger.writeLedger(ledger);
+      deps.counters.add('ledger_written', written.statuses + written.gaps);
+    } else deps.counters.add('events_skipped', ledger.length);
+  }
+}
+
+function hasFunding(writer: StoreWriterDeps['writer']): writer is MarketWriter & FundingWriter {
+  return typeof (writer as Partial<FundingWriter>).writeFunding === 'function';
+}
+
+function toFundingRecord({ type: _type, ...rest }: FundingEvent): FundingRecord {
+  return rest;
 }
 
 async function deadLetter(

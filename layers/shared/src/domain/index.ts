@@ -3,3 +3,4 @@ export * from './timeframes.js';
 export * from './events.js';
 export * from './errors.js';
 export * from './issues.js';
+export * from './feed-health.js';

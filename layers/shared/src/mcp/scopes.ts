@@ -13,6 +13,7 @@ export const TOOL_SCOPES: Readonly<Record<string, readonly string[]>> = {
   get_trades: [SCOPES.marketRead],
   get_candles: [SCOPES.marketRead],
   compute_indicators: [SCOPES.marketRead],
+  get_data_health: [SCOPES.marketRead],
 };
 
 /**

@@ -1,5 +1,6 @@
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { Logger } from '../observability/logger.js';
+import type { LedgerReader } from '../ports/index.js';
 import type { McpMetrics } from './metrics.js';
 import type { MarketQueryService } from '../query/market-query.js';
 import { registerTools } from './tools/index.js';
@@ -16,6 +17,8 @@ export interface McpDeps {
   readonly logger?: Logger;
   /** tool call counts and latency, when the operator exposes metrics */
   readonly metrics?: McpMetrics;
+  /** the collectors' completeness ledger; get_data_health is offered when present */
+  readonly ledger?: LedgerReader;
 }
 
 /** Tool arguments are a handful of scalars; this caps what one call may make the server walk. */
@@ -31,6 +34,7 @@ How to start:
    - get_order_book: latest stored top-N order book snapshot (bids/asks, mid, spread).
    - get_trades: individual trades; most recent by default, or forward from since.
    - get_candles: OHLCV candles, 1m to 1w (default 1m); closed=false marks a candle still forming.
+   - get_data_health: per feed status (ok, degraded, stale), gaps detected, filled and left unfilled; check it before trusting a market's data.
    - compute_indicators: RSI, EMA, SMA, MACD, Bollinger Bands, ATR, ADX, Stochastic, OBV and VWAP computed on the server from stored candles (TA-Lib conventions).
 
 Conventions: exchange ids are ccxt ids (binance, okx); symbols are ccxt unified symbols (BTC/USDT spot, BTC/USDT:USDT perpetual). Timestamps are ms since the Unix epoch (UTC); since/until also accept ISO-8601 strings. Every answer has freshness {asOf, newestTs, ageMs}: check ageMs before treating data as live. Lists are paged: pass nextCursor back unchanged (with the same other arguments) for the next page; null means there is no more. Errors say how to recover, e.g. which exchanges or symbols are known.`;

@@ -1,4 +1,4 @@
-import type { MarketEvent } from '../domain/index.js';
+import type { StreamEvent } from '../domain/index.js';
 
 /** One record as a stream holds it (Kinesis record / Kafka message). */
 export interface StreamRecord {
@@ -15,9 +15,10 @@ export interface StreamRecord {
 export interface StreamBus {
   /**
    * Publishes events grouped by partition key `exchange:symbol`, several events per record,
-   * preserving order per key. Resolves once the stream has accepted every record.
+   * preserving order per key. Resolves once the stream has accepted every record. Market events,
+   * funding snapshots and ledger events alike (all carry exchange and symbol).
    */
-  publish(events: readonly MarketEvent[]): Promise<PublishReceipt>;
+  publish(events: readonly StreamEvent[]): Promise<PublishReceipt>;
   close(): Promise<void>;
 }
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { PlatformError } from '../../domain/errors.js';
-import type { MarketEvent } from '../../domain/index.js';
+import type { StreamEvent } from '../../domain/index.js';
 import { partitionKeyOf } from '../../domain/index.js';
 import type { PublishReceipt, StreamBus, StreamRecord, StreamSubscription } from '../../ports/index.js';
 import { encodeEvents } from '../../stream/event-codec.js';
@@ -67,9 +67,9 @@ export class MemoryStream implements StreamBus {
     return this.held;
   }
 
-  async publish(events: readonly MarketEvent[]): Promise<PublishReceipt> {
+  async publish(events: readonly StreamEvent[]): Promise<PublishReceipt> {
     if (this.closed) throw new StreamClosedError('stream is closed');
-    const byKey = new Map<string, MarketEvent[]>();
+    const byKey = new Map<string, StreamEvent[]>();
     for (const e of events) {
       const key = partitionKeyOf(e);
       const list = byKey.get(key);

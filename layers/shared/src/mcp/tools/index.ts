@@ -2,6 +2,7 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { McpDeps } from '../server.js';
 import { registerComputeIndicatorsTool } from './compute-indicators.js';
 import { registerGetCandlesTool } from './get-candles.js';
+import { registerGetDataHealthTool } from './get-data-health.js';
 import { registerGetMarketSnapshotTool } from './get-market-snapshot.js';
 import { registerGetOrderBookTool } from './get-order-book.js';
 import { registerGetTickerTool } from './get-ticker.js';
@@ -17,4 +18,5 @@ export function registerTools(server: McpServer, deps: McpDeps): void {
   registerGetTradesTool(server, deps);
   registerGetCandlesTool(server, deps);
   registerComputeIndicatorsTool(server, deps);
+  if (deps.ledger) registerGetDataHealthTool(server, { ...deps, ledger: deps.ledger });
 }
