@@ -7,6 +7,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../../layers/shared/src/domain/errors.js';
 import { checkChaosOptions, type ChaosOptions, type MalformedShape } from './faults.js';
+import { checkHistoryOptions } from './history.js';
 import { DEFAULT_SYMBOLS, resolveSymbolSpec } from './market.js';
 import { binanceProtocol } from './protocols/binance.js';
 import { okxProtocol } from './protocols/okx.js';
@@ -44,6 +45,10 @@ export interface SimCliOptions {
   readonly exchanges: readonly string[];
   /** continuous faults from the start, if given */
   readonly chaos?: ChaosOptions;
+  /** synthetic trade history before the start: one trade per symbol every this many ms; 0 = none */
+  readonly historyIntervalMs: number;
+  /** answer 429 to REST clients over the exchange's rate limits */
+  readonly rateLimits: boolean;
   readonly verbose: boolean;
   readonly help: boolean;
 }
@@ -63,6 +68,10 @@ export const SIM_USAGE = `Usage: npx tsx local/sim/main.ts [options]
                          bookGapRate=0.01,badChecksumRate=0.01,restErrorRate=0.02,rest429Rate=0.02,
                          dropEveryMs=60000,stallEveryMs=45000,stallMs=3000,seed=7,malformedShapes=schema|text
                          (rates are per frame / per request in [0, 1]; periods in ms)
+  --history-ms <n>       serve a synthetic trade history before the start (klines, historical and
+                         aggregate trades, OKX history endpoints): one trade per symbol every <n> ms,
+                         <n> dividing a minute, e.g. 10000; same seed, same history (default 0: none)
+  --rate-limits          answer 429 (in the exchange's format) to REST clients over its rate limits
   --verbose              log every request and connection
   --help                 show this help`;
 
@@ -91,6 +100,8 @@ export function parseSimArgs(argv: readonly string[]): SimCliOptions {
         'warmup-minutes': { type: 'string' },
         exchanges: { type: 'string' },
         chaos: { type: 'string' },
+        'history-ms': { type: 'string' },
+        'rate-limits': { type: 'boolean' },
         verbose: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -130,6 +141,14 @@ export function parseSimArgs(argv: readonly string[]): SimCliOptions {
     if (!Object.hasOwn(SIM_EXCHANGES, e)) throw new ConfigError(`--exchanges: unknown exchange "${e}", expected ${Object.keys(SIM_EXCHANGES).join(', ')}`);
   }
   if (new Set(exchanges).size !== exchanges.length) throw new ConfigError('--exchanges lists an exchange twice');
+  const historyIntervalMs = integer('history-ms', str('history-ms') ?? '0', 0, 60_000);
+  if (historyIntervalMs > 0) {
+    try {
+      checkHistoryOptions({ tradeIntervalMs: historyIntervalMs });
+    } catch (cause) {
+      throw new ConfigError(`--history-ms: ${(cause as Error).message}`, { cause });
+    }
+  }
   const chaosSpec = str('chaos');
   const chaos = chaosSpec === undefined ? undefined : parseChaos(chaosSpec);
   return {
@@ -141,6 +160,8 @@ export function parseSimArgs(argv: readonly string[]): SimCliOptions {
     warmupMinutes: integer('warmup-minutes', str('warmup-minutes') ?? '0', 0, 7 * 24 * 60),
     exchanges,
     ...(chaos ? { chaos } : {}),
+    historyIntervalMs,
+    rateLimits: values['rate-limits'] === true,
     verbose: values['verbose'] === true,
     help: values['help'] === true,
   };
@@ -194,6 +215,8 @@ async function main(): Promise<void> {
     symbols: options.symbols,
     tradesPerSecond: options.tradesPerSecond,
     protocols: options.exchanges.map((e) => SIM_EXCHANGES[e]!()),
+    ...(options.historyIntervalMs > 0 ? { history: { tradeIntervalMs: options.historyIntervalMs } } : {}),
+    enforceRateLimits: options.rateLimits,
     ...(options.warmupMinutes > 0
       ? { warmup: { orders: Math.ceil(options.warmupMinutes * 60 * options.tradesPerSecond), spanMs: options.warmupMinutes * 60_000 } }
       : {}),

@@ -11,9 +11,13 @@ import { ConfigError, PlatformError } from '../../layers/shared/src/domain/error
 import { UNIFIED_SYMBOL } from '../../layers/shared/src/domain/symbols.js';
 import { bucketStart, TIMEFRAME_MS, type Timeframe } from '../../layers/shared/src/domain/timeframes.js';
 import { systemClock, type Clock } from '../../layers/shared/src/ports/clock.js';
+import { checkHistoryOptions, HistoryTape, type HistoryOptions } from './history.js';
 import { deriveSeed, Prng } from './prng.js';
 
 const DAY_MS = 86_400_000;
+const HOUR_MS = 3_600_000;
+/** Whole history hours kept (about 5 years' worth) before the cache starts over. */
+const HISTORY_HOUR_CACHE = 45_000;
 const MAX_DECIMALS = 8;
 /** How many book levels one taker order may sweep before the rest is cancelled (IOC). */
 const MAX_SWEEP_LEVELS = 3;
@@ -207,6 +211,12 @@ export interface MarketOptions {
   readonly clock?: Clock;
   /** print this many orders per symbol at construction, spread over the last `spanMs` (candles to backfill) */
   readonly warmup?: { readonly orders: number; readonly spanMs: number };
+  /**
+   * Synthetic trade history before the start (before the warmup, if any), served by the REST
+   * paging endpoints (klines, historical and aggregate trades) in the live trades' id space.
+   * `true` for the defaults. Off by default.
+   */
+  readonly history?: HistoryOptions | boolean;
 }
 
 export const DEFAULT_SYMBOLS: readonly string[] = ['BTC/USDT', 'ETH/USDT', 'SOL/USDT'];
@@ -384,6 +394,24 @@ interface MinuteBar {
   takerBuyQuoteUnits: bigint;
 }
 
+/** What a bar adds up; a MinuteBar is one. */
+type BarTotals = Omit<MinuteBar, 'openTime'>;
+
+/** `acc` followed (in time) by `next`; a new object on the first call, `acc` updated in place after. */
+function addTotals(acc: BarTotals | undefined, next: BarTotals): BarTotals {
+  if (!acc) return { ...next };
+  acc.highTicks = Math.max(acc.highTicks, next.highTicks);
+  acc.lowTicks = Math.min(acc.lowTicks, next.lowTicks);
+  acc.closeTicks = next.closeTicks;
+  acc.volumeSteps += next.volumeSteps;
+  acc.quoteUnits += next.quoteUnits;
+  acc.count += next.count;
+  acc.lastId = next.lastId;
+  acc.takerBuySteps += next.takerBuySteps;
+  acc.takerBuyQuoteUnits += next.takerBuyQuoteUnits;
+  return acc;
+}
+
 interface TradeCore {
   readonly ticks: number;
   readonly steps: number;
@@ -434,8 +462,15 @@ class SymbolMarket {
   private readonly cores: TradeCore[] = [];
   readonly aggregates: AggregateTrade[] = [];
   readonly bars: MinuteBar[] = [];
-  readonly firstTradeId = 1_000_000_000;
-  readonly firstAggId = 700_000_000;
+  /** id of the first live trade / aggregate (with history: the slot after the history's last) */
+  readonly firstTradeId: number;
+  readonly firstAggId: number;
+  /** synthetic trades before the start, when enabled */
+  readonly history: HistoryTape | undefined;
+  /** history trade `id` belongs to aggregate `id - historyAggOffset`: aggregate ids differ from raw ids, as on Binance */
+  private readonly historyAggOffset: number;
+  /** totals of whole history hours (null: no trade), so long bars do not recompute every trade */
+  private readonly historyHours = new Map<number, BarTotals | null>();
 
   // rolling 24h window over `trades`
   private windowStart = 0;
@@ -444,7 +479,7 @@ class SymbolMarket {
   private readonly highs = new MonotonicDeque((a, b) => a > b);
   private readonly lows = new MonotonicDeque((a, b) => a < b);
 
-  constructor(spec: SymbolSpec, seed: number, levels: number) {
+  constructor(spec: SymbolSpec, seed: number, levels: number, history?: { readonly origin: number; readonly options: HistoryOptions }) {
     this.spec = spec;
     this.rng = new Prng(deriveSeed(seed, spec.symbol));
     this.price = scaleOf(spec.tickSize);
@@ -452,7 +487,28 @@ class SymbolMarket {
     this.minSteps = Math.max(1, Math.ceil(Number(spec.minQty) / Number(spec.stepSize) - 1e-9));
     this.maxSteps = Math.max(this.minSteps, Math.floor(Number(spec.maxQty) / Number(spec.stepSize) + 1e-9));
     this.levels = levels;
-    this.anchor = Math.max(2, Math.round(spec.initialPrice / Number(spec.tickSize)));
+    const initialTicks = Math.max(2, Math.round(spec.initialPrice / Number(spec.tickSize)));
+    this.history = history
+      ? new HistoryTape(
+          {
+            symbol: spec.symbol,
+            initialTicks,
+            medianSteps: spec.medianQty / Number(spec.stepSize),
+            minSteps: this.minSteps,
+            maxSteps: this.maxSteps,
+            volatility: spec.volatility,
+          },
+          seed,
+          history.origin,
+          history.options,
+        )
+      : undefined;
+    const tape = this.history && !this.history.empty ? this.history : undefined;
+    // with history, live ids continue the history's and the live price starts where it ended
+    this.historyAggOffset = tape ? Math.floor(tape.firstId / 2) : 0;
+    this.firstTradeId = tape ? tape.endId : 1_000_000_000;
+    this.firstAggId = tape ? tape.endId - this.historyAggOffset : 700_000_000;
+    this.anchor = tape ? Math.max(2, tape.slot(tape.endId - 1).ticks) : initialTicks;
     this.fair = this.anchor;
     this.requote([]); // initial book: not an update, ids start at updateId
   }
@@ -706,15 +762,98 @@ class SymbolMarket {
   }
 
   // -- queries -------------------------------------------------------------------------------
+  // Trades and aggregates are addressed by id: history ids run up to the first live id, so one
+  // id space covers both (ids are contiguous).
 
-  /** Index of the first trade with ts >= t (trades are in time order). */
-  tradeIndexAtOrAfter(t: number): number {
-    return firstAtOrAfter(this.trades, t);
+  /** Id of the oldest trade (history or live). */
+  lowestTradeId(): number {
+    return this.history && !this.history.empty ? this.history.firstId : this.firstTradeId;
   }
 
-  /** Index of the first aggregate trade with ts >= t. */
-  aggIndexAtOrAfter(t: number): number {
-    return firstAtOrAfter(this.aggregates, t);
+  /** One past the newest trade's id. */
+  nextTradeId(): number {
+    return this.firstTradeId + this.trades.length;
+  }
+
+  /** The trade with `id`, history or live, if it exists. */
+  tradeById(id: number): PrintedTrade | undefined {
+    if (id >= this.firstTradeId) return this.trades[id - this.firstTradeId];
+    const tape = this.history;
+    if (!tape || id < tape.firstId || id >= tape.endId) return undefined;
+    const t = tape.slot(id);
+    const priceString = this.priceString(t.ticks);
+    const amountString = this.amountString(t.steps);
+    return {
+      symbol: this.spec.symbol,
+      id,
+      aggId: id - this.historyAggOffset, // one maker per history trade: one aggregate each
+      ts: t.ts,
+      price: Number(priceString),
+      amount: Number(amountString),
+      side: t.side,
+      priceString,
+      amountString,
+      quoteString: this.quoteString(this.quoteUnits(t.ticks, t.steps)),
+    };
+  }
+
+  /** Id of the first trade with ts >= t (nextTradeId() when none). */
+  tradeIdAtOrAfter(t: number): number {
+    const tape = this.history;
+    if (tape && !tape.empty) {
+      const id = tape.idAtOrAfter(t);
+      if (id < tape.endId) return id;
+    }
+    return this.firstTradeId + firstAtOrAfter(this.trades, t);
+  }
+
+  /** Id of the oldest aggregate trade. */
+  lowestAggId(): number {
+    return this.history && !this.history.empty ? this.history.firstId - this.historyAggOffset : this.firstAggId;
+  }
+
+  /** One past the newest aggregate trade's id. */
+  nextAggId(): number {
+    return this.firstAggId + this.aggregates.length;
+  }
+
+  /** The aggregate trade with `aggId` (each history trade is one aggregate), if it exists. */
+  aggregateById(aggId: number): AggregateTrade | undefined {
+    if (aggId >= this.firstAggId) return this.aggregates[aggId - this.firstAggId];
+    const t = this.tradeById(aggId + this.historyAggOffset);
+    if (!t) return undefined;
+    return {
+      symbol: t.symbol,
+      aggId,
+      firstId: t.id,
+      lastId: t.id,
+      ts: t.ts,
+      price: t.price,
+      amount: t.amount,
+      side: t.side,
+      priceString: t.priceString,
+      amountString: t.amountString,
+    };
+  }
+
+  /** Id of the first aggregate trade with ts >= t (nextAggId() when none). */
+  aggIdAtOrAfter(t: number): number {
+    const tape = this.history;
+    if (tape && !tape.empty) {
+      const id = tape.idAtOrAfter(t);
+      if (id < tape.endId) return id - this.historyAggOffset;
+    }
+    return this.firstAggId + firstAtOrAfter(this.aggregates, t);
+  }
+
+  /** Time of the oldest trade, if any. */
+  firstTs(): number | undefined {
+    return this.history?.firstTs() ?? this.trades[0]?.ts;
+  }
+
+  /** Time of the newest trade, if any. */
+  newestTs(): number | undefined {
+    return this.trades.at(-1)?.ts ?? this.tradeById(this.nextTradeId() - 1)?.ts;
   }
 
   stats(now: number): Stats24h {
@@ -796,16 +935,22 @@ class SymbolMarket {
     return lo;
   }
 
-  /** The bar of `tf` opening at `openTime`, from the 1m bars (flat at the previous close when empty). */
+  /**
+   * The bar of `tf` opening at `openTime`: the history's trades in it, then the live 1m bars
+   * (flat at the previous close when empty; undefined before the first trade).
+   */
   kline(tf: Timeframe, openTime: number): Kline | undefined {
     const size = TIMEFRAME_MS[tf];
+    const end = openTime + size;
+    let acc = this.historyTotals(openTime, end);
     const from = this.barIndexAtOrAfter(openTime);
-    const to = this.barIndexAtOrAfter(openTime + size);
-    const closeTime = openTime + size - 1;
-    if (from === to) {
-      const prev = this.bars[from - 1];
-      if (!prev) return undefined;
-      const p = this.priceString(prev.closeTicks);
+    const to = this.barIndexAtOrAfter(end);
+    for (let i = from; i < to; i++) acc = addTotals(acc, this.bars[i]!);
+    const closeTime = end - 1;
+    if (!acc) {
+      const prevTicks = this.bars[from - 1]?.closeTicks ?? this.historyCloseBefore(openTime);
+      if (prevTicks === undefined) return undefined;
+      const p = this.priceString(prevTicks);
       const zeroQty = this.amountString(0);
       const zeroQuote = this.quoteString(0n);
       return {
@@ -824,40 +969,79 @@ class SymbolMarket {
         takerBuyQuoteVolume: zeroQuote,
       };
     }
-    const first = this.bars[from]!;
-    const last = this.bars[to - 1]!;
-    let high = first.highTicks;
-    let low = first.lowTicks;
-    let volume = 0;
-    let quote = 0n;
-    let count = 0;
-    let takerBuy = 0;
-    let takerBuyQuote = 0n;
-    for (let i = from; i < to; i++) {
-      const b = this.bars[i]!;
-      high = Math.max(high, b.highTicks);
-      low = Math.min(low, b.lowTicks);
-      volume += b.volumeSteps;
-      quote += b.quoteUnits;
-      count += b.count;
-      takerBuy += b.takerBuySteps;
-      takerBuyQuote += b.takerBuyQuoteUnits;
-    }
     return {
       openTime,
       closeTime,
-      open: this.priceString(first.openTicks),
-      high: this.priceString(high),
-      low: this.priceString(low),
-      close: this.priceString(last.closeTicks),
-      volume: this.amountString(volume),
-      quoteVolume: this.quoteString(quote),
-      count,
-      firstId: first.firstId,
-      lastId: last.lastId,
-      takerBuyVolume: this.amountString(takerBuy),
-      takerBuyQuoteVolume: this.quoteString(takerBuyQuote),
+      open: this.priceString(acc.openTicks),
+      high: this.priceString(acc.highTicks),
+      low: this.priceString(acc.lowTicks),
+      close: this.priceString(acc.closeTicks),
+      volume: this.amountString(acc.volumeSteps),
+      quoteVolume: this.quoteString(acc.quoteUnits),
+      count: acc.count,
+      firstId: acc.firstId,
+      lastId: acc.lastId,
+      takerBuyVolume: this.amountString(acc.takerBuySteps),
+      takerBuyQuoteVolume: this.quoteString(acc.takerBuyQuoteUnits),
     };
+  }
+
+  /** Totals of the history trades in [from, to): whole hours from a cache, the rest trade by trade. */
+  private historyTotals(from: number, to: number): BarTotals | undefined {
+    const tape = this.history;
+    if (!tape || tape.empty) return undefined;
+    const last = tape.slot(tape.endId - 1).ts;
+    let acc: BarTotals | undefined;
+    for (let t = Math.max(from, tape.slot(tape.firstId).ts - HOUR_MS); t < to && t <= last; ) {
+      const hourStart = Math.floor(t / HOUR_MS) * HOUR_MS;
+      const next = Math.min(to, hourStart + HOUR_MS);
+      if (t === hourStart && next === hourStart + HOUR_MS) {
+        let hour = this.historyHours.get(hourStart);
+        if (hour === undefined) {
+          if (this.historyHours.size >= HISTORY_HOUR_CACHE) this.historyHours.clear();
+          hour = this.addHistorySlots(undefined, hourStart, next) ?? null;
+          this.historyHours.set(hourStart, hour);
+        }
+        if (hour) acc = addTotals(acc, hour);
+      } else {
+        acc = this.addHistorySlots(acc, t, next);
+      }
+      t = next;
+    }
+    return acc;
+  }
+
+  /** `acc` plus the history trades in [from, to), one by one. */
+  private addHistorySlots(acc: BarTotals | undefined, from: number, to: number): BarTotals | undefined {
+    const tape = this.history!;
+    for (let id = tape.idAtOrAfter(from); id < tape.endId; id++) {
+      const t = tape.slot(id);
+      if (t.ts >= to) break;
+      const quote = this.quoteUnits(t.ticks, t.steps);
+      const buy = t.side === 'buy';
+      acc = addTotals(acc, {
+        openTicks: t.ticks,
+        highTicks: t.ticks,
+        lowTicks: t.ticks,
+        closeTicks: t.ticks,
+        volumeSteps: t.steps,
+        quoteUnits: quote,
+        count: 1,
+        firstId: id,
+        lastId: id,
+        takerBuySteps: buy ? t.steps : 0,
+        takerBuyQuoteUnits: buy ? quote : 0n,
+      });
+    }
+    return acc;
+  }
+
+  /** Price (ticks) of the last history trade before `ts`, if there is one. */
+  private historyCloseBefore(ts: number): number | undefined {
+    const tape = this.history;
+    if (!tape || tape.empty) return undefined;
+    const id = tape.idAtOrAfter(ts) - 1;
+    return id >= tape.firstId ? tape.slot(id).ticks : undefined;
   }
 }
 
@@ -890,10 +1074,15 @@ export class SimulatedMarket {
     this.tradesPerSecond = tps;
     this.tickMs = tickMs;
     this.clock = options.clock ?? systemClock;
+    const warmupSpan = options.warmup && options.warmup.orders > 0 ? options.warmup.spanMs : 0;
+    const historyOptions = options.history === true ? {} : options.history || undefined;
+    if (historyOptions) checkHistoryOptions(historyOptions);
+    // history ends where the warmup (or the live market) begins
+    const history = historyOptions ? { origin: this.now() - warmupSpan, options: historyOptions } : undefined;
     for (const input of options.symbols ?? DEFAULT_SYMBOLS) {
       const spec = resolveSymbolSpec(input);
       if (this.markets.has(spec.symbol)) throw new ConfigError(`duplicate simulator symbol ${spec.symbol}`);
-      this.markets.set(spec.symbol, new SymbolMarket(spec, seed, levels));
+      this.markets.set(spec.symbol, new SymbolMarket(spec, seed, levels, history));
     }
     if (this.markets.size === 0) throw new ConfigError('the simulator needs at least one symbol');
     this.symbols = [...this.markets.keys()];
@@ -1009,32 +1198,56 @@ export class SimulatedMarket {
     return this.get(symbol).aggregates;
   }
 
-  /** Last `limit` raw trades. */
+  /** Last `limit` raw trades (history included when the live ones are fewer). */
   recentTrades(symbol: string, limit: number): readonly PrintedTrade[] {
-    const t = this.get(symbol).trades;
-    return t.slice(Math.max(0, t.length - limit));
+    const m = this.get(symbol);
+    const next = m.nextTradeId();
+    return this.tradesFromId(symbol, Math.max(m.lowestTradeId(), next - limit), limit);
   }
 
-  /** Up to `limit` raw trades starting at raw id `fromId` (ids are contiguous). */
+  /** Up to `limit` raw trades starting at raw id `fromId` (ids are contiguous, history then live). */
   tradesFromId(symbol: string, fromId: number, limit: number): readonly PrintedTrade[] {
     const m = this.get(symbol);
-    const start = Math.max(0, fromId - m.firstTradeId);
-    return m.trades.slice(start, start + limit);
+    if (fromId >= m.firstTradeId) {
+      const start = fromId - m.firstTradeId;
+      return m.trades.slice(start, start + limit);
+    }
+    const out: PrintedTrade[] = [];
+    const end = m.nextTradeId();
+    for (let id = Math.max(fromId, m.lowestTradeId()); id < end && out.length < limit; id++) out.push(m.tradeById(id)!);
+    return out;
+  }
+
+  /** The raw trade with `id` (history or live), if it exists. */
+  tradeById(symbol: string, id: number): PrintedTrade | undefined {
+    return this.get(symbol).tradeById(id);
+  }
+
+  /** Ids the market has trades for: `first` (oldest) up to `next` (exclusive). */
+  tradeIds(symbol: string): { readonly first: number; readonly next: number } {
+    const m = this.get(symbol);
+    return { first: m.lowestTradeId(), next: m.nextTradeId() };
+  }
+
+  /** Id of the first raw trade at or after `ts` (tradeIds().next when there is none). */
+  tradeIdAtOrAfter(symbol: string, ts: number): number {
+    return this.get(symbol).tradeIdAtOrAfter(ts);
   }
 
   /** Aggregate trades by Binance `aggTrades` rules: fromId, else [startTime, endTime], else most recent. */
   queryAggregateTrades(symbol: string, q: AggTradeQuery): readonly AggregateTrade[] {
     const m = this.get(symbol);
     const limit = q.limit ?? 500;
-    const all = m.aggregates;
+    const lowest = m.lowestAggId();
+    const next = m.nextAggId();
     let start: number;
-    if (q.fromId !== undefined) start = Math.max(0, q.fromId - m.firstAggId);
-    else if (q.startTime !== undefined) start = m.aggIndexAtOrAfter(q.startTime);
-    else if (q.endTime !== undefined) start = Math.max(0, m.aggIndexAtOrAfter(q.endTime + 1) - limit);
-    else start = Math.max(0, all.length - limit);
+    if (q.fromId !== undefined) start = Math.max(lowest, q.fromId);
+    else if (q.startTime !== undefined) start = m.aggIdAtOrAfter(q.startTime);
+    else if (q.endTime !== undefined) start = Math.max(lowest, m.aggIdAtOrAfter(q.endTime + 1) - limit);
+    else start = Math.max(lowest, next - limit);
     const out: AggregateTrade[] = [];
-    for (let i = start; i < all.length && out.length < limit; i++) {
-      const a = all[i]!;
+    for (let id = start; id < next && out.length < limit; id++) {
+      const a = m.aggregateById(id)!;
       if (q.startTime !== undefined && a.ts < q.startTime) continue;
       if (q.endTime !== undefined && a.ts > q.endTime) break;
       out.push(a);
@@ -1046,8 +1259,9 @@ export class SimulatedMarket {
   tradesBetween(symbol: string, startTime: number, endTime: number, limit: number): readonly PrintedTrade[] {
     const m = this.get(symbol);
     const out: PrintedTrade[] = [];
-    for (let i = m.tradeIndexAtOrAfter(startTime); i < m.trades.length && out.length < limit; i++) {
-      const t = m.trades[i]!;
+    const next = m.nextTradeId();
+    for (let id = m.tradeIdAtOrAfter(startTime); id < next && out.length < limit; id++) {
+      const t = m.tradeById(id)!;
       if (t.ts > endTime) break;
       out.push(t);
     }
@@ -1095,9 +1309,9 @@ export class SimulatedMarket {
     return this.get(symbol).kline(tf, openTime);
   }
 
-  /** Timestamp of the first printed trade, if any. */
+  /** Timestamp of the first trade (the history's first with history on), if any. */
   firstTradeTs(symbol: string): number | undefined {
-    return this.get(symbol).trades[0]?.ts;
+    return this.get(symbol).firstTs();
   }
 
   /**
@@ -1106,12 +1320,12 @@ export class SimulatedMarket {
    */
   klines(symbol: string, tf: Timeframe, q: KlineQuery = {}): Kline[] {
     const m = this.get(symbol);
-    const firstTrade = m.trades[0];
-    if (!firstTrade) return [];
+    const firstTs = m.firstTs();
+    if (firstTs === undefined) return [];
     const limit = q.limit ?? 500;
     const size = TIMEFRAME_MS[tf];
-    const first = bucketStart(firstTrade.ts, tf);
-    let last = bucketStart(Math.max(this.now(), m.trades[m.trades.length - 1]!.ts), tf);
+    const first = bucketStart(firstTs, tf);
+    let last = bucketStart(Math.max(this.now(), m.newestTs()!), tf);
     if (q.endTime !== undefined) last = Math.min(last, bucketStart(q.endTime, tf));
     const out: Kline[] = [];
     if (q.startTime !== undefined) {

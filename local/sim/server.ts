@@ -65,6 +65,13 @@ export interface SimProtocol {
   handleHttp(request: SimHttpRequest): SimHttpResponse | Promise<SimHttpResponse>;
   /** the response for an injected REST failure, in this exchange's error format */
   injectedFailure(status: number): SimHttpResponse;
+  /**
+   * Charges the request to this exchange's REST rate limits; the 429 answer (in its format) when
+   * over budget. Called only when the server enforces rate limits.
+   */
+  admit?(request: SimHttpRequest): SimHttpResponse | undefined;
+  /** requests answered 429 by the rate limits so far */
+  rateLimited?(): number;
   /** whether this protocol serves WebSocket connections on `path` (below the mount point) */
   acceptsWsPath(path: string): boolean;
   handleConnection(socket: WebSocket, path: string, query: URLSearchParams): void;
@@ -86,6 +93,8 @@ export interface SimulatedExchangeOptions extends MarketOptions {
   readonly protocols?: readonly SimProtocolFactory[];
   /** one line per HTTP request / WS connection, for debugging */
   readonly log?: (line: string) => void;
+  /** answer 429 (in the exchange's format) to REST clients over the exchange's rate limits (default off) */
+  readonly enforceRateLimits?: boolean;
 }
 
 export interface SimulatedExchange {
@@ -108,6 +117,8 @@ export interface SimulatedExchange {
   waitForStreams(streams: readonly string[], options?: { protocolId?: string; timeoutMs?: number }): Promise<void>;
   /** Open WebSocket connections. */
   connectionCount(): number;
+  /** REST requests answered 429 by the rate limits (of one protocol; default all). */
+  rateLimited(protocolId?: string): number;
   /** Stops the market timers, terminates sockets and closes the server. */
   close(): Promise<void>;
 }
@@ -177,6 +188,12 @@ export async function startSimulatedExchange(options: SimulatedExchangeOptions =
     const failure = faults.takeRestFailure(routed.protocol.id);
     if (failure !== undefined) {
       sendJson(res, routed.protocol.injectedFailure(failure));
+      return;
+    }
+    const limited = options.enforceRateLimits ? routed.protocol.admit?.(request) : undefined;
+    if (limited) {
+      log?.(`rate limited: ${req.method ?? 'GET'} ${url.pathname}`);
+      sendJson(res, limited);
       return;
     }
     Promise.resolve()
@@ -253,6 +270,8 @@ export async function startSimulatedExchange(options: SimulatedExchangeOptions =
       }
     },
     connectionCount: () => sockets.size,
+    rateLimited: (protocolId) =>
+      (protocolId === undefined ? [...protocols.values()] : [protocolOf(protocolId)]).reduce((n, p) => n + (p.rateLimited?.() ?? 0), 0),
     close() {
       closed ??= (async () => {
         market.close();

@@ -18,11 +18,14 @@ import {
   type Stats24h,
 } from '../market.js';
 import type { FrameKind } from '../faults.js';
+import { checkRateBudget, FixedWindowLimiter, type RateBudget } from '../rate-limits.js';
 import type { ProtocolContext, SimHttpRequest, SimHttpResponse, SimProtocol, SimProtocolFactory } from '../server.js';
 
 export interface BinanceProtocolOptions {
   /** period of `@ticker`, `@miniTicker`, `!…@arr` and `@kline_*` pushes; Binance: 1000 ms */
   readonly tickerIntervalMs?: number;
+  /** REQUEST_WEIGHT budget when the server enforces rate limits; Binance spot: 6000 per minute */
+  readonly requestWeight?: { readonly limit: number; readonly windowMs: number };
 }
 
 const DEC = 8;
@@ -87,10 +90,15 @@ class BinanceProtocol implements SimProtocol {
   private readonly lastBookTicker = new Map<string, string>();
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly unsubscribeMarket: () => void;
+  private readonly weightBudget: RateBudget;
+  private readonly limiter = new FixedWindowLimiter();
 
   constructor(context: ProtocolContext, options: BinanceProtocolOptions) {
     this.market = context.market;
     this.faults = context.faults;
+    const weight = options.requestWeight ?? { limit: 6000, windowMs: 60_000 };
+    checkRateBudget('binance requestWeight', weight.limit, weight.windowMs);
+    this.weightBudget = { key: 'REQUEST_WEIGHT', ...weight };
     for (const symbol of this.market.symbols) {
       const spec = this.market.spec(symbol);
       const id = `${spec.base}${spec.quote}`;
@@ -137,6 +145,23 @@ class BinanceProtocol implements SimProtocol {
     // other 5xx come from the edge in front of the API: an HTML page, not a JSON error
     const title = `${status} ${STATUS_TEXT[status] ?? 'Server Error'}`;
     return { status, body: null, html: `<html><head><title>${title}</title></head><body><center><h1>${title}</h1></center></body></html>` };
+  }
+
+  admit(request: SimHttpRequest): SimHttpResponse | undefined {
+    const decision = this.limiter.take(this.weightBudget, requestWeight(request.path, request.query));
+    if (decision.ok) return undefined;
+    const { limit, windowMs } = this.weightBudget;
+    const per = windowMs === 60_000 ? '1 MINUTE' : `${windowMs} MILLISECONDS`;
+    return apiError(
+      429,
+      -1003,
+      `Too much request weight used; current limit is ${limit} request weight per ${per}. Please use WebSocket Streams for live updates to avoid polling the API.`,
+      { 'retry-after': String(Math.max(1, Math.ceil(decision.retryAfterMs / 1000))) },
+    );
+  }
+
+  rateLimited(): number {
+    return this.limiter.rejected;
   }
 
   notFound(request: SimHttpRequest): SimHttpResponse {
@@ -791,6 +816,36 @@ function optionalInt(query: URLSearchParams, name: string, min: number): number 
 
 function intParam(query: URLSearchParams, name: string, fallback: number, min: number): number {
   return optionalInt(query, name, min) ?? fallback;
+}
+
+/**
+ * REQUEST_WEIGHT of a request, as ccxt's binance cost table counts it (weight = cost / 0.2), so a
+ * ccxt client with its rate limiter on stays within the budget.
+ */
+function requestWeight(path: string, query: URLSearchParams): number {
+  const all = !query.has('symbol') && !query.has('symbols');
+  switch (path) {
+    case '/api/v3/exchangeInfo':
+      return 20;
+    case '/api/v3/depth': {
+      const limit = Number(query.get('limit') ?? 100);
+      return limit <= 100 ? 5 : limit <= 500 ? 25 : limit <= 1000 ? 50 : 250;
+    }
+    case '/api/v3/trades':
+    case '/api/v3/historicalTrades':
+      return 10;
+    case '/api/v3/ticker/24hr':
+      return all ? 80 : 2;
+    case '/api/v3/ticker/price':
+    case '/api/v3/ticker/bookTicker':
+      return all ? 4 : 2;
+    case '/api/v3/ping':
+    case '/api/v3/time':
+    case '/sapi/v1/system/status':
+      return 1;
+    default:
+      return 2; // klines, uiKlines, aggTrades, avgPrice
+  }
 }
 
 type Route = (p: BinanceProtocol, query: URLSearchParams) => unknown;

@@ -16,6 +16,7 @@ import { bucketStart, TIMEFRAME_MS, type Timeframe } from '../../../layers/share
 import type { FrameKind, MarketFrame } from '../faults.js';
 import { formatScaled, type BookDelta, type BookEntry, type Kline, type PrintedTrade, type SimulatedMarket, type SymbolSpec } from '../market.js';
 import { hashString } from '../prng.js';
+import { checkRateBudget, FixedWindowLimiter } from '../rate-limits.js';
 import type { ProtocolContext, SimHttpRequest, SimHttpResponse, SimProtocol, SimProtocolFactory } from '../server.js';
 
 export interface OkxProtocolOptions {
@@ -29,7 +30,29 @@ export interface OkxProtocolOptions {
   readonly fundingIntervalMs?: number;
   /** list a linear SWAP per spot symbol (default true) */
   readonly swaps?: boolean;
+  /**
+   * When the server enforces rate limits: OKX's requests per endpoint per 2 s, times `factor`, per
+   * `windowMs` (default factor 1, window 2000 ms)
+   */
+  readonly rateLimits?: { readonly factor?: number; readonly windowMs?: number };
 }
+
+/** OKX's public REST rate limits: requests per 2 seconds per IP, by endpoint (v5 docs). */
+const REQUESTS_PER_2S: Readonly<Record<string, number>> = {
+  '/api/v5/public/time': 10,
+  '/api/v5/system/status': 1,
+  '/api/v5/public/instruments': 20,
+  '/api/v5/market/ticker': 20,
+  '/api/v5/market/tickers': 20,
+  '/api/v5/market/books': 40,
+  '/api/v5/market/books-full': 10,
+  '/api/v5/market/candles': 40,
+  '/api/v5/market/history-candles': 20,
+  '/api/v5/market/trades': 100,
+  '/api/v5/market/history-trades': 20,
+  '/api/v5/public/funding-rate': 10,
+  '/api/v5/public/open-interest': 20,
+};
 
 /** Levels per side that OKX's `books` checksum covers. */
 export const OKX_CHECKSUM_LEVELS = 25;
@@ -170,18 +193,6 @@ function limitParam(query: URLSearchParams, fallback: number, max: number): numb
   return Math.min(n, max);
 }
 
-/** Index of the first item with `key(item) > value` in a list sorted by `key`. */
-function firstAbove<T>(items: readonly T[], value: number, key: (item: T) => number): number {
-  let lo = 0;
-  let hi = items.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (key(items[mid]!) <= value) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
 // ---------------------------------------------------------------------------------------------
 // protocol
 
@@ -233,10 +244,16 @@ class OkxProtocol implements SimProtocol {
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly unsubscribeMarket: () => void;
   private connCounter = 0;
+  private readonly limiter = new FixedWindowLimiter();
+  private readonly rateFactor: number;
+  private readonly rateWindowMs: number;
 
   constructor(context: ProtocolContext, options: OkxProtocolOptions) {
     this.market = context.market;
     this.faults = context.faults;
+    this.rateFactor = options.rateLimits?.factor ?? 1;
+    this.rateWindowMs = options.rateLimits?.windowMs ?? 2000;
+    checkRateBudget('okx rateLimits', this.rateFactor, this.rateWindowMs);
     const swaps = options.swaps ?? true;
     for (const symbol of this.market.symbols) {
       const spec = this.market.spec(symbol);
@@ -296,6 +313,17 @@ class OkxProtocol implements SimProtocol {
     // other 5xx come from the edge in front of the API: an HTML page, not a JSON error
     const title = `${status} Server Error`;
     return { status, body: null, html: `<html><head><title>${title}</title></head><body><center><h1>${title}</h1></center></body></html>` };
+  }
+
+  admit(request: SimHttpRequest): SimHttpResponse | undefined {
+    const perWindow = REQUESTS_PER_2S[request.path];
+    if (perWindow === undefined) return undefined; // unknown routes answer 404 anyway
+    const budget = { key: request.path, limit: Math.max(1, Math.floor(perWindow * this.rateFactor)), windowMs: this.rateWindowMs };
+    return this.limiter.take(budget, 1).ok ? undefined : okxError(429, '50011', 'Too Many Requests');
+  }
+
+  rateLimited(): number {
+    return this.limiter.rejected;
   }
 
   handleHttp(request: SimHttpRequest): SimHttpResponse {
@@ -468,7 +496,8 @@ class OkxProtocol implements SimProtocol {
     const barName = query.get('bar') ?? '1m';
     const bar = BARS[barName];
     if (!bar) throw badParam('bar');
-    const limit = limitParam(query, 100, 300);
+    // OKX: at most 300 bars from market/candles, 100 from market/history-candles
+    const limit = limitParam(query, 100, history ? 100 : 300);
     const after = optionalInt(query, 'after');
     const before = optionalInt(query, 'before');
     const firstTs = this.market.firstTradeTs(inst.symbol);
@@ -518,12 +547,15 @@ class OkxProtocol implements SimProtocol {
     const limit = limitParam(query, 100, 100);
     const after = optionalInt(query, 'after');
     const before = optionalInt(query, 'before');
-    const all = this.market.printedTrades(inst.symbol);
-    const key = type === '1' ? (t: PrintedTrade) => t.id : (t: PrintedTrade) => t.ts;
-    const hi = after !== undefined ? firstAbove(all, after - 1, key) : all.length; // exclusive
-    const lo = before !== undefined ? firstAbove(all, before, key) : 0; // inclusive
+    // ids are contiguous (history then live trades), so both types become an id range
+    const ids = this.market.tradeIds(inst.symbol);
+    const idOf = (ts: number): number => this.market.tradeIdAtOrAfter(inst.symbol, ts);
+    let hi = ids.next; // exclusive
+    let lo = ids.first; // inclusive
+    if (after !== undefined) hi = Math.min(hi, type === '1' ? after : idOf(after));
+    if (before !== undefined) lo = Math.max(lo, type === '1' ? before + 1 : idOf(before + 1));
     const rows: unknown[] = [];
-    for (let i = hi - 1; i >= lo && rows.length < limit; i--) rows.push(this.tradeRow(inst, all[i]!));
+    for (let id = hi - 1; id >= lo && rows.length < limit; id--) rows.push(this.tradeRow(inst, this.market.tradeById(inst.symbol, id)!));
     return rows;
   }
 
