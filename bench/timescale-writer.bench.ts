@@ -1,9 +1,14 @@
 /**
  * The Timescale writer's trade path on real PostgreSQL: PostgresMarketStore.writeEvents with the
- * COPY writer (COPY into a staging table, INSERT ... ON CONFLICT DO NOTHING, 1m candle rebuild,
- * feeds), against a raw COPY of the same rows into the same table (the floor of getting them
- * there), and the old jsonb_to_recordset path. Every op writes FRESH trades (new keys, new
- * minutes) into one database created for the run, so nothing is a no-op replay.
+ * COPY writer, end to end as the consumer calls it (one transaction: read of what the touched
+ * minutes held, binary COPY straight into trades, 1m candles merged from the batch, 1h/1d
+ * rollups, feeds), against a raw binary COPY of the same rows into the same table with the same
+ * encoder (the reference: the floor of getting those rows there), a raw text COPY (the reference
+ * before the writer went binary), the replay way (a batch half stored already) and the
+ * jsonb_to_recordset path. Every op writes FRESH trades (new keys; minutes that continue the
+ * previous op's, as a stream's batches do) into one database created for the run, so nothing is
+ * a no-op replay. The check writes a fresh batch, its replay and a half-overlapping batch, and
+ * compares the stored candles and rollups bit for bit with the jsonb path's for the same trades.
  *
  * The harness times synchronous functions; the database is asynchronous. So the database work runs
  * in a worker thread, and each op blocks on it (Atomics.wait; the answer is read with
@@ -27,7 +32,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { runMigrations } from '../layers/shared/src/adapters/stores/migrations.js';
 import { openPostgres } from '../layers/shared/src/adapters/stores/pg-client.js';
-import { PgCopyWriter } from '../layers/shared/src/adapters/stores/pg-copy-writer.js';
+import { binaryCopyChunks, PgCopyWriter } from '../layers/shared/src/adapters/stores/pg-copy-writer.js';
 import { PostgresMarketStore } from '../layers/shared/src/adapters/stores/postgres-market-store.js';
 import type { Trade } from '../layers/shared/src/domain/index.js';
 import { defineBench, type BenchDefinition } from './lib/measure.js';
@@ -38,7 +43,7 @@ const N = 20_000;
 const SYMBOLS = ['BTC/USDT', 'ETH/USDT', 'SOL/USDT', 'XRP/USDT'];
 const T0 = Date.UTC(2026, 0, 5, 0, 0, 0);
 
-type Command = 'setup' | 'raw-copy' | 'store-copy' | 'store-jsonb' | 'check' | 'teardown';
+type Command = 'setup' | 'raw-copy' | 'raw-binary-copy' | 'store-copy' | 'store-replay' | 'store-jsonb' | 'check' | 'teardown';
 type Reply = { ok: true; value: number } | { ok: false; error: string };
 
 interface WorkerInput {
@@ -59,6 +64,7 @@ async function serve(input: WorkerInput): Promise<void> {
   let raw: pg.Client | undefined;
   let copyStore: PostgresMarketStore | undefined;
   let jsonbStore: PostgresMarketStore | undefined;
+  let replayTail: Trade[] | undefined;
 
   const admin = async (sql: string) => {
     const c = new pg.Client({ connectionString: input.url });
@@ -70,10 +76,10 @@ async function serve(input: WorkerInput): Promise<void> {
     }
   };
 
-  /** N trades never written before: new ids, new minutes. */
-  const fresh = (exchange = 'binance'): Trade[] => {
-    const out: Trade[] = new Array(N);
-    for (let i = 0; i < N; i++) {
+  /** `n` trades never written before: new ids, new minutes. */
+  const fresh = (exchange = 'binance', n = N): Trade[] => {
+    const out: Trade[] = new Array(n);
+    for (let i = 0; i < n; i++) {
       const n = seq++;
       out[i] = {
         type: 'trade',
@@ -114,6 +120,25 @@ async function serve(input: WorkerInput): Promise<void> {
     return stream.rowCount;
   };
 
+  // the writer's own encoder, so this is the floor of what its COPY can cost
+  const rawBinaryCopy = async (trades: readonly Trade[]) => {
+    const stream = raw!.query(
+      copyFromStdin('COPY trades (exchange, symbol, ts, trade_id, price, amount, side, local_ts) FROM STDIN (FORMAT binary)'),
+    );
+    const chunks = binaryCopyChunks(trades, 8, (t, row) => {
+      row.text(t.exchange);
+      row.text(t.symbol);
+      row.timestamptzMs(t.ts);
+      row.text(t.id);
+      row.float8(t.price);
+      row.float8(t.amount);
+      row.text(t.side);
+      row.timestamptzMs(t.localTs);
+    });
+    await pipeline(Readable.from(chunks, { objectMode: false }), stream);
+    return stream.rowCount;
+  };
+
   const handlers: Record<Command, () => Promise<number>> = {
     async setup() {
       await admin(`CREATE DATABASE ${name}`);
@@ -127,22 +152,53 @@ async function serve(input: WorkerInput): Promise<void> {
       return 0;
     },
     'raw-copy': () => rawCopy(fresh()),
+    'raw-binary-copy': () => rawBinaryCopy(fresh()),
     'store-copy': async () => (await copyStore!.writeEvents(fresh())).trades,
+    // half of each batch is the previous one's second half (stored already): the replay way every time
+    'store-replay': async () => {
+      const next = fresh('binance', N / 2);
+      const batch = [...(replayTail ?? fresh('binance', N / 2)), ...next];
+      replayTail = next;
+      return (await copyStore!.writeEvents(batch)).trades;
+    },
     'store-jsonb': async () => (await jsonbStore!.writeEvents(fresh())).trades,
     async check() {
-      // the COPY path stores each fresh trade once, a replay adds nothing, and its candles equal
-      // the jsonb path's for the same trades
+      // the COPY path stores each fresh trade once, a replay adds nothing, a batch half stored
+      // already adds the other half, and its candles equal the jsonb path's for the same trades
       const batch = fresh('benchcopy');
+      const next = fresh('benchcopy');
+      const paths = copyStore!.copyPathStats();
       if ((await copyStore!.writeEvents(batch)).trades !== N) throw new Error('COPY path: not every fresh trade was stored');
       if ((await copyStore!.writeEvents(batch)).trades !== 0) throw new Error('COPY path: a replay stored trades again');
-      const same = batch.map((t) => ({ ...t, exchange: 'benchjsonb' }));
-      if ((await jsonbStore!.writeEvents(same)).trades !== N) throw new Error('jsonb path: not every fresh trade was stored');
-      for (const symbol of SYMBOLS) {
-        const q = { symbol, timeframe: '1m', limit: 1000 } as const;
+      const overlap = [...batch.slice(N / 2), ...next];
+      if ((await copyStore!.writeEvents(overlap)).trades !== N) throw new Error('COPY path: an overlapping batch stored the wrong trades');
+      const after = copyStore!.copyPathStats();
+      if (after.merged - paths.merged !== 1 || after.replayed - paths.replayed !== 2) {
+        throw new Error(`COPY path: the batches did not take the expected ways (${JSON.stringify({ paths, after })})`);
+      }
+      const same = [...batch, ...next].map((t) => ({ ...t, exchange: 'benchjsonb' }));
+      if ((await jsonbStore!.writeEvents(same)).trades !== 2 * N) throw new Error('jsonb path: not every fresh trade was stored');
+      // the stored rows bit for bit (readers round volumes to 15 digits), and what readers see
+      for (const table of ['candles', 'candle_rollups']) {
+        const rows = async (exchange: string) =>
+          JSON.stringify(
+            (
+              await raw!.query(
+                `SELECT symbol, timeframe, ts_to_ms(ts) AS ts, open, high, low, close, volume::text AS volume, trades::int AS trades
+                 FROM ${table} WHERE exchange = $1 ORDER BY symbol, timeframe, ts`,
+                [exchange],
+              )
+            ).rows,
+          );
+        const a = await rows('benchcopy');
+        if (a === '[]' || a !== (await rows('benchjsonb'))) throw new Error(`${table} differ between the COPY and jsonb paths`);
+      }
+      for (const [symbol, timeframe] of SYMBOLS.flatMap((s) => [[s, '1m'], [s, '1h']] as const)) {
+        const q = { symbol, timeframe, limit: 1000 } as const;
         const a = await copyStore!.candles({ ...q, exchange: 'benchcopy' });
         const b = await jsonbStore!.candles({ ...q, exchange: 'benchjsonb' });
         const strip = (cs: typeof a) => JSON.stringify(cs.map(({ exchange: _e, ...c }) => c));
-        if (a.length === 0 || strip(a) !== strip(b)) throw new Error(`candles differ between COPY and jsonb paths (${symbol})`);
+        if (a.length === 0 || strip(a) !== strip(b)) throw new Error(`${timeframe} candles differ between COPY and jsonb paths (${symbol})`);
       }
       return N;
     },
@@ -241,18 +297,32 @@ async function definition(): Promise<BenchDefinition> {
     title: `trades written per op: ${N} fresh trades over ${SYMBOLS.length} symbols into PostgreSQL (one database per run)`,
     unit: 'trade',
     unitsPerOp: N,
-    reference: { name: 'raw COPY into trades', fn: () => call('raw-copy') },
+    reference: {
+      name: 'raw binary COPY into trades',
+      fn: () => call('raw-binary-copy'),
+      note: "the same rows, binary, with the writer's encoder: the floor of getting them into the table",
+    },
     cases: [
+      {
+        name: 'raw text COPY into trades',
+        fn: () => call('raw-copy'),
+        note: 'the same rows as COPY text (ISO timestamps): the reference before the writer went binary',
+      },
       {
         name: 'writeEvents, COPY path',
         fn: () => call('store-copy'),
         goal: { minRatio: 0.7 },
-        note: 'COPY into a temp staging table + INSERT ON CONFLICT DO NOTHING + 1m candle rebuild + feeds, one transaction',
+        note: 'read of the touched minutes + binary COPY into trades + 1m candles merged + 1h/1d rollups + feeds, one transaction',
       },
       {
-        name: 'writeEvents, jsonb path (old)',
+        name: 'writeEvents, replay way',
+        fn: () => call('store-replay'),
+        note: 'half the batch stored already: the fresh COPY fails, then COPY to staging + INSERT ON CONFLICT + candle rebuild',
+      },
+      {
+        name: 'writeEvents, jsonb path',
         fn: () => call('store-jsonb'),
-        note: 'jsonb_to_recordset insert (what PGlite and small batches use) + the same candle rebuild and feeds',
+        note: 'jsonb_to_recordset insert (what PGlite and small batches use) + candle rebuild, rollups, feeds',
       },
     ],
     check() {

@@ -213,6 +213,12 @@ forEachStoreBackend('candle rollups', (backend, serverUrl) => {
     );
     // the data really has pure and mixed hours and days
     expect(rows.map((r) => r.source)).toEqual(['exchange', 'mixed', 'trades']);
+    if (backend === 'postgres') {
+      // both COPY ways ran: fresh batches with candles merged from the batch, and replays rebuilt
+      const stats = store.copyPathStats();
+      expect(stats.merged).toBeGreaterThan(0);
+      expect(stats.replayed).toBeGreaterThan(0);
+    }
     await expectMatchesOracle(db, store);
   }, 180_000);
 

@@ -1,5 +1,7 @@
+import { readdir } from 'node:fs/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { runMigrations } from '../../layers/shared/src/adapters/stores/migrations.js';
+import { runMigrations, TIMESCALE_MIGRATIONS_DIR } from '../../layers/shared/src/adapters/stores/migrations.js';
+import { ExactNumericSum } from '../../layers/shared/src/adapters/stores/pg-numeric-sum.js';
 import { PostgresMarketStore } from '../../layers/shared/src/adapters/stores/postgres-market-store.js';
 import type { SqlClient } from '../../layers/shared/src/adapters/stores/sql-client.js';
 import { createTestStore, type TestStore } from '../support/databases.js';
@@ -23,7 +25,10 @@ forEachStoreBackend('PostgresMarketStore', (backend, serverUrl) => {
 
   it('migrated on the plain-PostgreSQL path (no TimescaleDB here)', async () => {
     const { rows } = await db.query<{ version: string }>('SELECT version FROM schema_migrations ORDER BY version');
-    expect(rows.map((r) => r.version)).toEqual(['0001', '0002', '0003', '0004']);
+    // every file of sql/timescale, whoever added it
+    const files = (await readdir(TIMESCALE_MIGRATIONS_DIR)).filter((f) => /^\d{4}_.*\.sql$/.test(f)).sort();
+    expect(rows.map((r) => r.version)).toEqual(files.map((f) => f.slice(0, 4)));
+    expect(files.slice(0, 4).map((f) => f.slice(0, 4))).toEqual(['0001', '0002', '0003', '0004']);
     const ext = await db.query("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'");
     expect((await runMigrations(db)).path).toBe(ext.rows.length ? 'timescaledb' : 'postgres');
   });
@@ -70,6 +75,33 @@ forEachStoreBackend('PostgresMarketStore', (backend, serverUrl) => {
     ]);
     expect((await store.candles(q))[0]?.volume).toBe(0.3);
     expect((await store.candles({ ...q, timeframe: '1d' }))[0]?.volume).toBe(0.3);
+  });
+
+  it('sums float8 amounts as numeric exactly as the server does (what the COPY path merges candles with)', async () => {
+    const values = [
+      0.1, 0.2, 1e-7, 123_456.789, 42, // short decimals
+      0.1 + 0.2, 0.001 * 9, 1.1 * 1.1, 0.3 - 0.1, // one ulp off one
+      976_562.500_976_562_5, 1_234_567_890_123_455, 1_234_567_890_123_445, 123_456_789_012_345.5, // ties at the 16th digit
+      1 / 3, 2 / 3, Math.PI, 1e21, 1.234_567_890_123_456_7e21, 0.000_123_456_789_012_345_678, 999_999_999_999_999.9,
+    ];
+    // and deterministic noise: products and quotients of short decimals, full-precision fractions
+    for (let i = 1; i <= 300; i++) values.push((i * 0.37) / 7, i * 1.000_1 * 0.003, (i * 7_919) / 10 ** (i % 12), 1 + i * 2 ** -40);
+    const ours = values.map((v) => {
+      const sum = new ExactNumericSum();
+      return sum.add(v) ? sum.toString() : null;
+    });
+    expect(ours.every((o) => o !== null)).toBe(true);
+    const total = new ExactNumericSum();
+    for (const v of values) total.add(v);
+    const { rows } = await db.query<{ mismatches: number; sum_ok: boolean }>(
+      `SELECT count(*) FILTER (WHERE r.x::numeric <> r.o::numeric)::int AS mismatches,
+              sum(r.x::numeric) = $2::numeric AS sum_ok
+       FROM jsonb_to_recordset($1::jsonb) AS r(x float8, o text)`,
+      [JSON.stringify(values.map((x, i) => ({ x, o: ours[i] }))), total.toString()],
+    );
+    expect(rows[0]).toEqual({ mismatches: 0, sum_ok: true });
+    // what it cannot keep it refuses, and the writer rebuilds from stored trades instead
+    for (const v of [Number.NaN, Number.POSITIVE_INFINITY, 5e-324]) expect(new ExactNumericSum().add(v)).toBe(false);
   });
 
   it('a late trade rebuilds its minute instead of being added twice', async () => {

@@ -147,6 +147,99 @@ forEachStoreBackend('Timescale store additions', (backend, serverUrl) => {
     expect(candles.reduce((n, c) => n + c.trades, 0)).toBe(900);
   });
 
+  /**
+   * `n` trades over four minutes with the cases the candle merge must order as the rebuild does:
+   * each minute's first and last millisecond hold three trades whose ids differ in length ("9"
+   * before "10"), and amounts are short decimals, float artifacts (0.1 + 0.2) and full-precision.
+   */
+  function series(symbol: string, n: number): Trade[] {
+    const amounts = [0.1, 0.2, 0.1 + 0.2, 0.001 * 9, 1.5, 123_456.789, 2 / 3, 1e-7, 976_562.500_976_562_5];
+    const perMinute = n / 4;
+    return Array.from({ length: n }, (_, i) => {
+      const pos = i % perMinute;
+      const offset = pos < 3 ? 0 : pos >= perMinute - 3 ? MIN - 1 : Math.floor((pos * MIN) / perMinute);
+      return trade({
+        symbol,
+        id: String((i * 7_919) % 10_007), // unique, of 1 to 5 digits, in no order
+        ts: T0 + Math.floor(i / perMinute) * MIN + offset,
+        price: 100 + ((i * 37) % 101) / 10,
+        amount: amounts[i % amounts.length]!,
+        side: i % 3 ? 'buy' : 'sell',
+      });
+    });
+  }
+
+  /** Everything a reader sees of one market's trades and candles, and the stored 1m and rollup rows bit for bit, without the symbol. */
+  async function marketView(symbol: string) {
+    const q = { exchange: 'binance', symbol } as const;
+    const strip = <T extends { symbol: string }>(rows: readonly T[]) => rows.map(({ symbol: _s, ...rest }) => rest);
+    // (readers round volumes to 15 digits; the stored float8 is compared too)
+    const stored = await db.query(
+      `SELECT ts_to_ms(ts) AS ts, source, open, high, low, close, volume, trades FROM candles
+       WHERE exchange = 'binance' AND symbol = $1 ORDER BY ts, source`,
+      [symbol],
+    );
+    const rollups = await db.query(
+      `SELECT timeframe, ts_to_ms(ts) AS ts, source, open, high, low, close, volume::text AS volume, trades::int AS trades
+       FROM candle_rollups WHERE exchange = 'binance' AND symbol = $1 ORDER BY timeframe, ts`,
+      [symbol],
+    );
+    const candles = async (timeframe: '1m' | '5m' | '1h' | '1d') => strip(await store.candles({ ...q, timeframe, limit: 100 }));
+    return {
+      stored: stored.rows,
+      rollups: rollups.rows,
+      trades: strip(await store.trades({ ...q, limit: 5_000 })),
+      m1: await candles('1m'),
+      m5: await candles('5m'),
+      h1: await candles('1h'),
+      d1: await candles('1d'),
+    };
+  }
+
+  it('a replayed or partly overlapping batch stores each trade once, and its candles equal a clean write', async () => {
+    const all = series('MIX/USDT', 1_000);
+    // every 5th trade arrives late, inside minutes already stored (some at a stored trade's millisecond)
+    const late = all.filter((_, i) => i % 5 === 0);
+    const onTime = all.filter((_, i) => i % 5 !== 0);
+    const stats = () => store.copyPathStats();
+    const before = stats();
+    const written = [];
+    written.push((await store.writeEvents(onTime.slice(0, 300))).trades); // fresh
+    written.push((await store.writeEvents(onTime.slice(150, 500))).trades); // half of it stored: replay way
+    written.push((await store.writeEvents(onTime.slice(150, 500))).trades); // all stored
+    written.push((await store.writeEvents(late)).trades); // fresh, merged into stored minutes
+    written.push((await store.writeEvents([...onTime.slice(500, 650), ...onTime.slice(500, 550)])).trades); // repeats inside
+    written.push((await store.writeEvents(onTime.slice(650))).trades); // fresh, continuing a stored minute
+    expect(written).toEqual([300, 200, 0, 200, 150, 150]);
+    expect(await count('trades WHERE symbol = $1', ['MIX/USDT'])).toBe(1_000);
+
+    // the same trades written once, in another order, on the jsonb path (candles rebuilt from stored trades)
+    const clean = new PostgresMarketStore(db);
+    const reversed = series('CLN/USDT', 1_000).reverse();
+    expect((await clean.writeEvents(reversed)).trades).toBe(1_000);
+
+    const mixed = await marketView('MIX/USDT');
+    expect(mixed.trades).toHaveLength(1_000);
+    expect(mixed.m1).toHaveLength(4);
+    expect(mixed).toEqual(await marketView('CLN/USDT'));
+    if (backend === 'postgres') {
+      // the writes took the paths the comments say: three straight COPYs with merged candles, three replays
+      const after = stats();
+      expect([after.fresh - before.fresh, after.merged - before.merged, after.replayed - before.replayed]).toEqual([3, 3, 3]);
+    }
+  });
+
+  it('a batch whose one stored trade is near its end is written once, and the store goes on', async () => {
+    // large enough for many COPY chunks: the unique violation comes while the client still sends
+    const big = series('END/USDT', 12_000).map((t, i) => ({ ...t, ts: T0 + i * 3 }));
+    expect((await store.writeEvents([big.at(-2)!])).trades).toBe(1);
+    expect((await store.writeEvents(big)).trades).toBe(11_999);
+    expect((await store.writeEvents([big[0]!, ...big.slice(1)])).trades).toBe(0);
+    expect(await count('trades WHERE symbol = $1', ['END/USDT'])).toBe(12_000);
+    const candles = await store.candles({ exchange: 'binance', symbol: 'END/USDT', timeframe: '1m', limit: 10 });
+    expect(candles.reduce((n, c) => n + c.trades, 0)).toBe(12_000);
+  });
+
   it('keeps text that COPY must escape intact', async () => {
     const odd = [
       trade({ symbol: 'ESC/USDT', id: 'tab\there', ts: T0 }),
@@ -240,7 +333,8 @@ forEachStoreBackend('Timescale store additions', (backend, serverUrl) => {
     const batch = Array.from({ length: 5_000 }, (_, i) => trade({ symbol: s, id: String(i), ts: T0 + i * 20, amount: 1 }));
     await store.writeEvents(batch.slice(0, 1_000)); // some of it was already stored by an earlier try
 
-    // Hold a lock the batch's INSERT needs, so the batch is caught after its COPY, mid-transaction.
+    // Hold a lock the batch's transaction needs (its read of the touched minutes, then its COPY),
+    // so the batch is caught mid-transaction, and drop its connection.
     const locker = new pg.Client({ connectionString: url });
     await locker.connect();
     try {

@@ -7,11 +7,13 @@ import type { SqlClient } from '../../layers/shared/src/adapters/stores/sql-clie
 import { MemoryStream } from '../../layers/shared/src/adapters/stream/memory-stream-bus.js';
 import type { StoreWriterCounter } from '../../layers/shared/src/consumers/store-writer.js';
 import { createTimescaleWriterHandler } from '../../layers/shared/src/consumers/timescale-writer.js';
-import type { MarketEvent } from '../../layers/shared/src/domain/index.js';
+import type { MarketEvent, Trade } from '../../layers/shared/src/domain/index.js';
 import { Counters } from '../../layers/shared/src/observability/counters.js';
 import { silentLogger } from '../../layers/shared/src/observability/logger.js';
 import { encodeEvents } from '../../layers/shared/src/stream/event-codec.js';
 import { KinesisEventSource } from '../../local/runner/kinesis-event-source.js';
+import { createTestStore, type TestStore } from '../support/databases.js';
+import { forEachStoreBackend } from '../support/store-backends.js';
 import { T0, ticker, trade, kinesisEvent } from '../fixtures/events.js';
 
 const ctx = {} as Context;
@@ -117,5 +119,58 @@ describe('in-process stream -> Kinesis event source -> handler', () => {
     expect(exhausted).toEqual([]);
     expect(counters.get('record_failures')).toBeGreaterThan(0);
     await store.close();
+  });
+});
+
+forEachStoreBackend('timescale-writer handler, redelivered batches', (backend, serverUrl) => {
+  let testDb: TestStore;
+
+  beforeAll(async () => {
+    // on PostgreSQL every batch takes the COPY path: fresh ones straight into trades, the rest the replay way
+    testDb = await createTestStore(backend, serverUrl);
+  });
+  afterAll(() => testDb.dispose());
+
+  const series = (symbol: string): Trade[] =>
+    Array.from({ length: 600 }, (_, i) =>
+      trade({ symbol, id: String(i), ts: T0 + i * 250, price: 100 + ((i * 7) % 13), amount: [0.1, 0.2, 0.35][i % 3]!, side: i % 2 ? 'buy' : 'sell' }),
+    );
+  /** Kinesis records of 50 trades each, as a collector publishes them. */
+  const event = (trades: readonly Trade[]) => {
+    const records: Uint8Array[] = [];
+    for (let i = 0; i < trades.length; i += 50) records.push(encodeEvents(trades.slice(i, i + 50)));
+    return kinesisEvent(records);
+  };
+
+  it('a redelivered or half-redelivered batch stores each trade once, with the candles of one clean delivery', async () => {
+    const { db, store } = testDb;
+    const counters = new Counters<StoreWriterCounter>();
+    const handler = createTimescaleWriterHandler({ writer: store, logger: silentLogger, counters, source: 'test' });
+    const replayed = series('RPL/USDT');
+    const first = event(replayed.slice(0, 400));
+    for (const e of [first, first, event(replayed.slice(200))]) {
+      expect((await handler(e, ctx)).batchItemFailures).toEqual([]);
+    }
+    expect((await handler(event(series('CLN/USDT')), ctx)).batchItemFailures).toEqual([]);
+    // 400 new, then none, then 200 new; the clean market's 600
+    expect(counters.get('trades_written')).toBe(1_200);
+
+    const view = async (symbol: string) => {
+      const q = { exchange: 'binance', symbol } as const;
+      const strip = <T extends { symbol: string }>(rows: readonly T[]) => rows.map(({ symbol: _s, ...rest }) => rest);
+      const stored = await db.query(
+        `SELECT ts_to_ms(ts) AS ts, open, high, low, close, volume, trades FROM candles WHERE symbol = $1 ORDER BY ts`,
+        [symbol],
+      );
+      return {
+        trades: strip(await store.trades({ ...q, limit: 1_000 })),
+        stored: stored.rows,
+        hourly: strip(await store.candles({ ...q, timeframe: '1h', limit: 10 })),
+      };
+    };
+    const clean = await view('CLN/USDT');
+    expect(clean.trades).toHaveLength(600);
+    expect(clean.stored).toHaveLength(3);
+    expect(await view('RPL/USDT')).toEqual(clean);
   });
 });

@@ -13,7 +13,8 @@ import type {
   TradeStatsQuery,
   WriteSummary,
 } from '../../ports/index.js';
-import { copyChunks, copyNumber, copyText, type CopyExecutor, type CopyTransactions } from './pg-copy-writer.js';
+import { binaryCopyChunks, CopyWriteError, type BinaryCopyRow, type CopyExecutor, type CopyTransactions } from './pg-copy-writer.js';
+import { ExactNumericSum } from './pg-numeric-sum.js';
 import type { SqlClient, SqlExecutor } from './sql-client.js';
 
 const CHANNEL_OF: Record<MarketEvent['type'], Channel> = {
@@ -26,8 +27,11 @@ const CHANNEL_OF: Record<MarketEvent['type'], Channel> = {
 /** Trade order inside one millisecond: numeric ids sort by length first, so "10" follows "9". */
 const TRADE_ORDER = 'ts, length(trade_id), trade_id';
 
-/** Trade batches at least this long go through COPY when the store has a copy writer (measured: below it jsonb is as fast). */
-export const DEFAULT_COPY_MIN_ROWS = 200;
+/**
+ * Trade batches at least this long go through COPY when the store has a copy writer (measured
+ * with the binary COPY straight into trades: at 100 rows it beats jsonb by ~20%, at 50 they tie).
+ */
+export const DEFAULT_COPY_MIN_ROWS = 100;
 
 export interface PostgresMarketStoreOptions {
   /**
@@ -38,6 +42,16 @@ export interface PostgresMarketStoreOptions {
   readonly copyWriter?: CopyTransactions;
   /** @default DEFAULT_COPY_MIN_ROWS */
   readonly copyMinRows?: number;
+}
+
+/** How the COPY path's batches went (counts since the store was made), for metrics and tests. */
+export interface CopyPathStats {
+  /** batches COPYed straight into trades: every trade was new */
+  readonly fresh: number;
+  /** of those, batches whose 1m candles were merged from the batch, not rebuilt from stored trades */
+  readonly merged: number;
+  /** batches written again the replay way: a trade was stored already or repeated in the batch */
+  readonly replayed: number;
 }
 
 /** Funding rate and open interest of a derivatives market at one exchange time; null where the exchange omits it. */
@@ -82,11 +96,13 @@ export interface RetentionPolicy {
 /**
  * Market store on PostgreSQL (TimescaleDB when installed) or PGlite. Rows go in as one jsonb
  * parameter per table and batch (`jsonb_to_recordset`), so a batch is a handful of statements;
- * with a copy writer (PostgreSQL), large trade batches go in by COPY into a staging table.
+ * with a copy writer (PostgreSQL), large trade batches go in by binary COPY straight into trades
+ * (a batch with a stored key falls back to COPY into a staging table + INSERT ON CONFLICT).
  */
 export class PostgresMarketStore implements MarketStore {
   private readonly copyWriter: CopyTransactions | undefined;
   private readonly copyMinRows: number;
+  private readonly stats = { fresh: 0, merged: 0, replayed: 0 };
 
   constructor(
     private readonly db: SqlClient,
@@ -96,7 +112,11 @@ export class PostgresMarketStore implements MarketStore {
     this.copyMinRows = options.copyMinRows ?? DEFAULT_COPY_MIN_ROWS;
   }
 
-  /** Writes a batch in one transaction; idempotent, so a replayed batch changes nothing. */
+  /**
+   * Writes a batch in one transaction; idempotent, so a replayed batch changes nothing. On the COPY
+   * path a batch that turns out to hold a stored trade is written again, the replay way, in a new
+   * transaction (the first one rolled back whole).
+   */
   async writeEvents(events: readonly MarketEvent[]): Promise<WriteSummary> {
     const trades: Trade[] = [];
     const tickers: Ticker[] = [];
@@ -109,20 +129,40 @@ export class PostgresMarketStore implements MarketStore {
       else candles.push(e);
     }
     if (events.length === 0) return { trades: 0, tickers: 0, books: 0, candles: 0 };
-    const write = async (tx: SqlExecutor, copy: CopyExecutor | null) => {
+    const batch = tradeMinutes(trades);
+    let merged = false;
+    const write = async (tx: SqlExecutor, copy: CopyExecutor | null, fresh: boolean) => {
+      const written = trades.length ? await insertTrades(tx, trades, batch, copy, fresh) : null;
       const summary = {
-        trades: trades.length ? await insertTrades(tx, trades, copy) : 0,
+        trades: written?.inserted ?? 0,
         tickers: tickers.length ? await insertTickers(tx, tickers) : 0,
         books: books.length ? await insertBooks(tx, books) : 0,
         candles: candles.length ? await upsertExchangeCandles(tx, candles) : 0,
       };
-      await refreshRollups(tx, trades, candles);
-      await upsertFeeds(tx, events);
+      await finishBatch(tx, written, candles, events);
+      merged = written?.merged != null;
       return summary;
     };
     const copyWriter = this.copyWriter;
-    if (copyWriter && trades.length >= this.copyMinRows) return copyWriter.transaction((tx) => write(tx, tx));
-    return this.db.transaction((tx) => write(tx, null));
+    if (!copyWriter || trades.length < this.copyMinRows) return this.db.transaction((tx) => write(tx, null, false));
+    try {
+      // the common case: every trade of the batch is new (the fresh COPY path, see insertTrades)
+      const summary = await copyWriter.transaction((tx) => write(tx, tx, true));
+      this.stats.fresh += 1;
+      if (merged) this.stats.merged += 1;
+      return summary;
+    } catch (error) {
+      if (!(error instanceof CopyWriteError && isUniqueViolation(error.cause))) throw error;
+    }
+    // a trade was stored already or repeats in the batch (a retry, a replay): again, the replay way
+    const summary = await copyWriter.transaction((tx) => write(tx, tx, false));
+    this.stats.replayed += 1;
+    return summary;
+  }
+
+  /** How the COPY path's batches went so far. */
+  copyPathStats(): CopyPathStats {
+    return { ...this.stats };
   }
 
   /** Writes funding/open-interest snapshots; a repeated key fills in what was null and overwrites the rest. */
@@ -390,58 +430,241 @@ function rollupSource(size: number, offset: number): '1h' | '1d' | null {
   return null;
 }
 
-/**
- * Recomputes, in the batch's transaction, the hours of candle_rollups whose 1m candles the batch
- * touched (rebuilt trade minutes, upserted exchange 1m candles) and then their days
- * (refresh_candle_rollups, migration 0004).
- */
-async function refreshRollups(tx: SqlExecutor, trades: readonly Trade[], candles: readonly Candle[]): Promise<void> {
+/** The hours whose 1m candles the batch touched (trade minutes, exchange 1m candles), as refresh_candle_rollups takes them; null if none. */
+function touchedHours(minutes: readonly TradeMinute[], candles: readonly Candle[]): string | null {
   const hours = new Map<string, { exchange: string; symbol: string; hour: number }>();
   const touch = (exchange: string, symbol: string, ts: number) => {
     const hour = Math.floor(ts / HOUR_MS) * HOUR_MS;
     hours.set(`${exchange}|${symbol}|${hour}`, { exchange, symbol, hour });
   };
-  for (const t of trades) touch(t.exchange, t.symbol, t.ts);
+  for (const m of minutes) touch(m.exchange, m.symbol, m.minute);
   for (const c of candles) if (c.timeframe === '1m') touch(c.exchange, c.symbol, c.ts);
-  if (hours.size === 0) return;
-  await tx.query('SELECT refresh_candle_rollups($1::jsonb)', [JSON.stringify([...hours.values()])]);
-}
-
-/** Session-local staging table of the COPY path; emptied at every commit, so it never carries rows across batches. */
-const TRADE_STAGING = `CREATE TEMP TABLE IF NOT EXISTS trade_staging (
-  exchange text, symbol text, ts bigint, trade_id text, price float8, amount float8, side text, local_ts bigint
-) ON COMMIT DELETE ROWS`;
-
-function tradeCopyLine(t: Trade): string {
-  return `${copyText(t.exchange)}\t${copyText(t.symbol)}\t${t.ts}\t${copyText(t.id)}\t${copyNumber(t.price)}\t${copyNumber(t.amount)}\t${t.side}\t${t.localTs}\n`;
+  return hours.size ? JSON.stringify([...hours.values()]) : null;
 }
 
 /**
- * COPY into the staging table, then one INSERT ... SELECT ... ON CONFLICT DO NOTHING: duplicates
- * inside the batch or of stored rows are skipped by the same rule as on the jsonb path (the first
- * copy of a key wins). CREATE IF NOT EXISTS each time (no per-connection cache) keeps it right
- * behind a transaction-mode pooler, where the session is not ours between transactions.
+ * The end of every batch, in one statement: feeds, and the hours (then days) of candle_rollups
+ * whose 1m candles the batch touched (refresh_candle_rollups, 0004) - after `merged` trade
+ * candles are upserted when the batch took the fresh COPY path (merge_trade_candles, 0005).
  */
-async function copyTrades(tx: CopyExecutor, trades: readonly Trade[]): Promise<number> {
-  await tx.exec(TRADE_STAGING);
-  await tx.copyFrom(
-    'COPY trade_staging (exchange, symbol, ts, trade_id, price, amount, side, local_ts) FROM STDIN',
-    copyChunks(trades, tradeCopyLine),
+async function finishBatch(
+  tx: SqlExecutor,
+  written: TradeWrite | null,
+  candles: readonly Candle[],
+  events: readonly MarketEvent[],
+): Promise<void> {
+  const merged = written?.merged ?? null;
+  const hours = touchedHours(written?.minutes ?? [], candles);
+  const feeds = feedRows(events);
+  if (merged && hours) {
+    await tx.query(`WITH f AS (${FEEDS_UPSERT}) SELECT merge_trade_candles($2::jsonb, $3::jsonb)`, [feeds, merged, hours]);
+  } else if (hours) {
+    await tx.query(`WITH f AS (${FEEDS_UPSERT}) SELECT refresh_candle_rollups($2::jsonb)`, [feeds, hours]);
+  } else {
+    await tx.query(FEEDS_UPSERT, [feeds]);
+  }
+}
+
+const TRADE_COLUMNS = 'exchange, symbol, ts, trade_id, price, amount, side, local_ts';
+
+/**
+ * Session-local staging table of the replay path; emptied at every commit, so it never carries
+ * rows across batches. Its columns are typed as in trades, so both COPYs send the same bytes.
+ */
+const TRADE_STAGING = `CREATE TEMP TABLE IF NOT EXISTS trade_copy_staging (
+  exchange text, symbol text, ts timestamptz, trade_id text, price float8, amount float8, side text, local_ts timestamptz
+) ON COMMIT DELETE ROWS`;
+
+function encodeTrade(t: Trade, row: BinaryCopyRow): void {
+  row.text(t.exchange);
+  row.text(t.symbol);
+  row.timestamptzMs(t.ts);
+  row.text(t.id);
+  row.float8(t.price);
+  row.float8(t.amount);
+  row.text(t.side);
+  row.timestamptzMs(t.localTs);
+}
+
+const tradeChunks = (trades: readonly Trade[]) => binaryCopyChunks(trades, 8, encodeTrade);
+
+/** unique_violation: a key of the batch is stored already (or repeats inside the batch). */
+const isUniqueViolation = (error: unknown) => (error as { code?: unknown } | null)?.code === '23505';
+
+/** One 1m candle's worth of a batch's trades; the aggregates are filled by sumTradeMinutes. */
+interface TradeMinute {
+  readonly exchange: string;
+  readonly symbol: string;
+  /** open time, ms epoch */
+  readonly minute: number;
+  trades: number;
+  high: number;
+  low: number;
+  readonly volume: ExactNumericSum;
+}
+
+/** The minutes a batch touches, and for each trade the index of its minute. */
+interface TradeMinutes {
+  readonly minutes: readonly TradeMinute[];
+  readonly minuteOf: Int32Array;
+}
+
+function tradeMinutes(trades: readonly Trade[]): TradeMinutes {
+  const byMarket = new Map<string, Map<string, Map<number, number>>>();
+  const minutes: TradeMinute[] = [];
+  const minuteOf = new Int32Array(trades.length);
+  for (let i = 0; i < trades.length; i++) {
+    const t = trades[i]!;
+    let bySymbol = byMarket.get(t.exchange);
+    if (!bySymbol) byMarket.set(t.exchange, (bySymbol = new Map()));
+    let byMinute = bySymbol.get(t.symbol);
+    if (!byMinute) bySymbol.set(t.symbol, (byMinute = new Map()));
+    const minute = bucketStart(t.ts, '1m');
+    let m = byMinute.get(minute);
+    if (m === undefined) {
+      m = minutes.push({ exchange: t.exchange, symbol: t.symbol, minute, trades: 0, high: t.price, low: t.price, volume: new ExactNumericSum() }) - 1;
+      byMinute.set(minute, m);
+    }
+    minuteOf[i] = m;
+  }
+  return { minutes, minuteOf };
+}
+
+/**
+ * Count, high, low and exact volume of each minute's trades of the batch; false when some amount
+ * cannot be summed as numeric here (see ExactNumericSum): then only the server can.
+ */
+function sumTradeMinutes(trades: readonly Trade[], batch: TradeMinutes): boolean {
+  for (let i = 0; i < trades.length; i++) {
+    const t = trades[i]!;
+    const m = batch.minutes[batch.minuteOf[i]!]!;
+    m.trades += 1;
+    if (t.price > m.high) m.high = t.price;
+    if (t.price < m.low) m.low = t.price;
+    if (!m.volume.add(t.amount)) return false;
+  }
+  return true;
+}
+
+const minuteKeys = (minutes: readonly TradeMinute[]) =>
+  JSON.stringify(minutes.map((m, i) => ({ i, exchange: m.exchange, symbol: m.symbol, minute: m.minute })));
+
+/** What minute `i` of a batch held before it; minutes without stored trades have none. */
+interface StoredMinute {
+  readonly i: number;
+  readonly trades: number;
+  readonly high: number;
+  readonly low: number;
+  /** the stored amounts as float8send bytes (8 per amount, big-endian), summed exactly here */
+  readonly amounts: Uint8Array;
+}
+
+async function storedMinutes(tx: SqlExecutor, minutes: readonly TradeMinute[]): Promise<Map<number, StoredMinute>> {
+  // LATERAL: one index range scan per minute. A plain join lets the planner hash-join on the few
+  // markets and scan the whole table once statistics say there are only a few of them. Amounts
+  // come as raw float8 bytes, summed here: sum(amount::numeric) costs a decimal conversion per row.
+  const { rows } = await tx.query<StoredMinute>(
+    `SELECT k.i, s.trades, s.high, s.low, s.amounts
+     FROM jsonb_to_recordset($1::jsonb) AS k(i int, exchange text, symbol text, minute bigint)
+     CROSS JOIN LATERAL (
+       SELECT count(*)::int AS trades, max(t.price) AS high, min(t.price) AS low,
+              string_agg(float8send(t.amount), ''::bytea) AS amounts
+       FROM trades t
+       WHERE t.exchange = k.exchange AND t.symbol = k.symbol
+         AND t.ts >= ms_to_ts(k.minute) AND t.ts < ms_to_ts(k.minute + 60000)
+     ) s
+     WHERE s.trades > 0`,
+    [minuteKeys(minutes)],
   );
+  return new Map(rows.map((r) => [r.i, r]));
+}
+
+/**
+ * The touched minutes, what they held before merged with the batch, as merge_trade_candles (0005)
+ * takes them; null if a stored amount cannot be summed here (then the candles are rebuilt).
+ */
+function mergedMinutes(minutes: readonly TradeMinute[], before: ReadonlyMap<number, StoredMinute>): string | null {
+  const rows = [];
+  for (let i = 0; i < minutes.length; i++) {
+    const m = minutes[i]!;
+    const b = before.get(i);
+    if (b) {
+      const view = new DataView(b.amounts.buffer, b.amounts.byteOffset, b.amounts.byteLength);
+      for (let at = 0; at < view.byteLength; at += 8) if (!m.volume.add(view.getFloat64(at))) return null;
+    }
+    rows.push({
+      exchange: m.exchange,
+      symbol: m.symbol,
+      minute: m.minute,
+      trades: m.trades + (b?.trades ?? 0),
+      high: b ? Math.max(b.high, m.high) : m.high,
+      low: b ? Math.min(b.low, m.low) : m.low,
+      // numeric text: exact until its one rounding to float8, as sum(amount::numeric)::float8 is
+      volume: m.volume.toString(),
+    });
+  }
+  return JSON.stringify(rows);
+}
+
+/** What writing a batch's trades did. */
+interface TradeWrite {
+  readonly inserted: number;
+  /** the minutes the batch touched */
+  readonly minutes: readonly TradeMinute[];
+  /** merged minutes whose candles finishBatch upserts; null when the candles are done */
+  readonly merged: string | null;
+}
+
+/**
+ * Trades and their 1m candles. On the fresh COPY path (`fresh`, the common case) the batch goes
+ * by binary COPY straight into trades: a key stored before or repeated in the batch fails it with
+ * a unique violation, and writeEvents runs the batch again the replay way. Once it went through,
+ * every row was new, so a touched minute holds what it held before (read just before the COPY,
+ * in the same transaction) plus the batch, and its candle is merged from the two
+ * (merge_trade_candles, 0005) instead of rebuilt from the stored trades - the same result without
+ * reading the batch back. Otherwise (replay way, jsonb path, amounts only the server can sum)
+ * candles are rebuilt.
+ */
+async function insertTrades(
+  tx: SqlExecutor,
+  trades: readonly Trade[],
+  batch: TradeMinutes,
+  copy: CopyExecutor | null,
+  fresh: boolean,
+): Promise<TradeWrite> {
+  const { minutes } = batch;
+  if (copy && fresh) {
+    // the read needs only the minutes: the batch is summed while the server reads
+    const reading = storedMinutes(tx, minutes);
+    const exact = sumTradeMinutes(trades, batch);
+    const before = await reading;
+    const inserted = await copy.copyFrom(`COPY trades (${TRADE_COLUMNS}) FROM STDIN (FORMAT binary)`, tradeChunks(trades));
+    const merged = exact ? mergedMinutes(minutes, before) : null;
+    if (merged) return { inserted, minutes, merged };
+    await rebuildTradeCandles(tx, minutes);
+    return { inserted, minutes, merged: null };
+  }
+  const inserted = copy ? await copyTradesStaged(copy, trades) : await insertTradesJsonb(tx, trades);
+  await rebuildTradeCandles(tx, minutes);
+  return { inserted, minutes, merged: null };
+}
+
+/**
+ * The replay way on PostgreSQL: COPY into the staging table, then INSERT ... ON CONFLICT DO
+ * NOTHING, where the first copy of a key wins, as on the jsonb path. CREATE IF NOT EXISTS each
+ * time (no per-connection cache) keeps it right behind a transaction-mode pooler, where the
+ * session is not ours between transactions.
+ */
+async function copyTradesStaged(tx: CopyExecutor, trades: readonly Trade[]): Promise<number> {
+  await tx.exec(TRADE_STAGING);
+  await tx.copyFrom(`COPY trade_copy_staging (${TRADE_COLUMNS}) FROM STDIN (FORMAT binary)`, tradeChunks(trades));
   const { rows } = await tx.query<{ n: number }>(
     `WITH ins AS (
-       INSERT INTO trades (exchange, symbol, ts, trade_id, price, amount, side, local_ts)
-       SELECT exchange, symbol, ms_to_ts(ts), trade_id, price, amount, side, ms_to_ts(local_ts) FROM trade_staging
+       INSERT INTO trades (${TRADE_COLUMNS}) SELECT ${TRADE_COLUMNS} FROM trade_copy_staging
        ON CONFLICT DO NOTHING RETURNING 1
      ) SELECT count(*)::int AS n FROM ins`,
   );
   return rows[0]?.n ?? 0;
-}
-
-async function insertTrades(tx: SqlExecutor, trades: readonly Trade[], copy: CopyExecutor | null): Promise<number> {
-  const inserted = copy ? await copyTrades(copy, trades) : await insertTradesJsonb(tx, trades);
-  await rebuildTradeCandles(tx, trades);
-  return inserted;
 }
 
 async function insertTradesJsonb(tx: SqlExecutor, trades: readonly Trade[]): Promise<number> {
@@ -466,30 +689,29 @@ async function insertTradesJsonb(tx: SqlExecutor, trades: readonly Trade[]): Pro
   return inserted.rows.length;
 }
 
-async function rebuildTradeCandles(tx: SqlExecutor, trades: readonly Trade[]): Promise<void> {
+async function rebuildTradeCandles(tx: SqlExecutor, minutes: readonly TradeMinute[]): Promise<void> {
   // Candles are rebuilt from the stored trades of every touched minute: a replayed or late trade
   // can never count twice, and the candle always equals what its trades imply. Volumes are summed
-  // as numeric so 0.1 + 0.2 stays 0.3.
-  const minutes = new Map<string, { exchange: string; symbol: string; minute: number }>();
-  for (const t of trades) {
-    const minute = bucketStart(t.ts, '1m');
-    minutes.set(`${t.exchange}|${t.symbol}|${minute}`, { exchange: t.exchange, symbol: t.symbol, minute });
-  }
+  // as numeric so 0.1 + 0.2 stays 0.3. LATERAL keeps it one index range scan per minute (see
+  // storedMinutes).
   await tx.query(
     `INSERT INTO candles (exchange, symbol, timeframe, ts, source, open, high, low, close, volume, trades)
-     SELECT t.exchange, t.symbol, '1m', ms_to_ts(k.minute), 'trades',
-            (array_agg(t.price ORDER BY t.ts, length(t.trade_id), t.trade_id))[1],
-            max(t.price), min(t.price),
-            (array_agg(t.price ORDER BY t.ts DESC, length(t.trade_id) DESC, t.trade_id DESC))[1],
-            sum(t.amount::numeric)::float8, count(*)
+     SELECT k.exchange, k.symbol, '1m', ms_to_ts(k.minute), 'trades', a.open, a.high, a.low, a.close, a.volume, a.trades
      FROM jsonb_to_recordset($1::jsonb) AS k(exchange text, symbol text, minute bigint)
-     JOIN trades t ON t.exchange = k.exchange AND t.symbol = k.symbol
-      AND t.ts >= ms_to_ts(k.minute) AND t.ts < ms_to_ts(k.minute + 60000)
-     GROUP BY t.exchange, t.symbol, k.minute
+     CROSS JOIN LATERAL (
+       SELECT (array_agg(t.price ORDER BY t.ts, length(t.trade_id), t.trade_id))[1] AS open,
+              max(t.price) AS high, min(t.price) AS low,
+              (array_agg(t.price ORDER BY t.ts DESC, length(t.trade_id) DESC, t.trade_id DESC))[1] AS close,
+              sum(t.amount::numeric)::float8 AS volume, count(*) AS trades
+       FROM trades t
+       WHERE t.exchange = k.exchange AND t.symbol = k.symbol
+         AND t.ts >= ms_to_ts(k.minute) AND t.ts < ms_to_ts(k.minute + 60000)
+     ) a
+     WHERE a.trades > 0
      ON CONFLICT (exchange, symbol, timeframe, ts, source) DO UPDATE SET
        open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
        volume = EXCLUDED.volume, trades = EXCLUDED.trades`,
-    [JSON.stringify([...minutes.values()])],
+    [minuteKeys(minutes)],
   );
 }
 
@@ -537,31 +759,49 @@ async function upsertExchangeCandles(tx: SqlExecutor, candles: readonly Candle[]
   return result.rows.length;
 }
 
-async function upsertFeeds(tx: SqlExecutor, events: readonly MarketEvent[]): Promise<void> {
-  const feeds = new Map<string, { exchange: string; symbol: string; channel: Channel; first: number; last: number; lastLocal: number; n: number }>();
+interface FeedRow {
+  readonly exchange: string;
+  readonly symbol: string;
+  readonly channel: Channel;
+  first: number;
+  last: number;
+  lastLocal: number;
+  n: number;
+}
+
+/** Feed coverage rows of a batch (per exchange, symbol and channel), as FEEDS_UPSERT takes them in $1. */
+function feedRows(events: readonly MarketEvent[]): string {
+  // nested maps: no key string built per event
+  const byExchange = new Map<string, Map<string, Map<Channel, FeedRow>>>();
+  const rows: FeedRow[] = [];
   for (const e of events) {
     const channel = CHANNEL_OF[e.type];
-    const key = `${e.exchange}|${e.symbol}|${channel}`;
     const localTs = e.type === 'candle' ? e.ts : e.localTs;
-    const f = feeds.get(key);
-    if (!f) feeds.set(key, { exchange: e.exchange, symbol: e.symbol, channel, first: e.ts, last: e.ts, lastLocal: localTs, n: 1 });
-    else {
-      f.first = Math.min(f.first, e.ts);
-      f.last = Math.max(f.last, e.ts);
-      f.lastLocal = Math.max(f.lastLocal, localTs);
+    let bySymbol = byExchange.get(e.exchange);
+    if (!bySymbol) byExchange.set(e.exchange, (bySymbol = new Map()));
+    let byChannel = bySymbol.get(e.symbol);
+    if (!byChannel) bySymbol.set(e.symbol, (byChannel = new Map()));
+    const f = byChannel.get(channel);
+    if (!f) {
+      const row = { exchange: e.exchange, symbol: e.symbol, channel, first: e.ts, last: e.ts, lastLocal: localTs, n: 1 };
+      byChannel.set(channel, row);
+      rows.push(row);
+    } else {
+      if (e.ts < f.first) f.first = e.ts;
+      if (e.ts > f.last) f.last = e.ts;
+      if (localTs > f.lastLocal) f.lastLocal = localTs;
       f.n += 1;
     }
   }
-  await tx.query(
-    `INSERT INTO feeds (exchange, symbol, channel, first_ts, last_ts, last_local_ts, events)
-     SELECT exchange, symbol, channel, ms_to_ts(first), ms_to_ts(last), ms_to_ts("lastLocal"), n
-     FROM jsonb_to_recordset($1::jsonb) AS r(exchange text, symbol text, channel text, first bigint, last bigint,
-       "lastLocal" bigint, n bigint)
-     ON CONFLICT (exchange, symbol, channel) DO UPDATE SET
-       first_ts = LEAST(feeds.first_ts, EXCLUDED.first_ts),
-       last_ts = GREATEST(feeds.last_ts, EXCLUDED.last_ts),
-       last_local_ts = GREATEST(feeds.last_local_ts, EXCLUDED.last_local_ts),
-       events = feeds.events + EXCLUDED.events`,
-    [JSON.stringify([...feeds.values()])],
-  );
+  return JSON.stringify(rows);
 }
+
+const FEEDS_UPSERT = `INSERT INTO feeds (exchange, symbol, channel, first_ts, last_ts, last_local_ts, events)
+  SELECT exchange, symbol, channel, ms_to_ts(first), ms_to_ts(last), ms_to_ts("lastLocal"), n
+  FROM jsonb_to_recordset($1::jsonb) AS r(exchange text, symbol text, channel text, first bigint, last bigint,
+    "lastLocal" bigint, n bigint)
+  ON CONFLICT (exchange, symbol, channel) DO UPDATE SET
+    first_ts = LEAST(feeds.first_ts, EXCLUDED.first_ts),
+    last_ts = GREATEST(feeds.last_ts, EXCLUDED.last_ts),
+    last_local_ts = GREATEST(feeds.last_local_ts, EXCLUDED.last_local_ts),
+    events = feeds.events + EXCLUDED.events`;
