@@ -92,7 +92,7 @@ async function measureIo(url: string): Promise<void> {
         name: 'ClickHouseMarketStore.writeEvents (+ 1m rebuild, feeds)',
         run: (b: Trade[]) => store.writeEvents(b),
         goal: { minRatio: 0.8 },
-        note: 'exact 1m candles need the stored trades of every touched minute (a view over the insert counts a redelivered batch twice): 3 parts and 2 round trips per batch to the reference\'s 1 and 1',
+        note: 'exact 1m candles need the stored trades of every touched minute (a view over the insert counts a redelivered batch twice): 4 parts and 3 round trips per batch to the reference\'s 1 and 1',
       },
     ];
     const samples: number[][] = cases.map(() => []);

@@ -2,7 +2,14 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { type ClickHouseExecutor } from '../../layers/shared/src/adapters/stores/clickhouse-client.js';
+import { randomBytes } from 'node:crypto';
+import {
+  createClickHouseDatabase,
+  dropClickHouseDatabase,
+  openClickHouse,
+  type ClickHouseExecutor,
+} from '../../layers/shared/src/adapters/stores/clickhouse-client.js';
+import { float64Hex } from '../../layers/shared/src/adapters/stores/clickhouse-encoding.js';
 import { ClickHouseMarketStore } from '../../layers/shared/src/adapters/stores/clickhouse-market-store.js';
 import { CLICKHOUSE_MIGRATIONS_DIR, runClickHouseMigrations } from '../../layers/shared/src/adapters/stores/clickhouse-migrations.js';
 import { sql } from '../../layers/shared/src/adapters/stores/clickhouse-sql.js';
@@ -26,19 +33,19 @@ describeWithService('clickhouse', 'ClickHouseMarketStore', (url) => {
 
   it('records the applied migration with its checksum; re-running applies nothing', async () => {
     const rows = await ch.query<{ version: string; checksum: string }>(sql`SELECT version, checksum FROM schema_migrations`);
-    expect(rows.map((r) => r.version)).toEqual(['0001']);
-    expect(rows[0]!.checksum).toMatch(/^[0-9a-f]{64}$/);
+    expect(rows.map((r) => r.version).sort()).toEqual(['0001', '0002']);
+    for (const r of rows) expect(r.checksum).toMatch(/^[0-9a-f]{64}$/);
     const again = await runClickHouseMigrations(ch);
-    expect(again).toEqual({ applied: [], alreadyApplied: 1 });
+    expect(again).toEqual({ applied: [], alreadyApplied: 2 });
   });
 
   it('refuses a migration file edited after it was applied', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'ch-mig-'));
     try {
       await writeFile(join(dir, '0001_core.sql'), await readFile(join(CLICKHOUSE_MIGRATIONS_DIR, '0001_core.sql'), 'utf8'));
-      await writeFile(join(dir, '0002_probe.sql'), "-- a comment; with a semicolon\nCREATE TABLE IF NOT EXISTS probe (s String DEFAULT 'a;b') ENGINE = Memory;\n");
-      expect((await runClickHouseMigrations(ch, dir)).applied).toEqual(['0002_probe.sql']);
-      await writeFile(join(dir, '0002_probe.sql'), 'CREATE TABLE IF NOT EXISTS probe (s String) ENGINE = Memory;\n');
+      await writeFile(join(dir, '9999_probe.sql'), "-- a comment; with a semicolon\nCREATE TABLE IF NOT EXISTS probe (s String DEFAULT 'a;b') ENGINE = Memory;\n");
+      expect((await runClickHouseMigrations(ch, dir)).applied).toEqual(['9999_probe.sql']);
+      await writeFile(join(dir, '9999_probe.sql'), 'CREATE TABLE IF NOT EXISTS probe (s String) ENGINE = Memory;\n');
       await expect(runClickHouseMigrations(ch, dir)).rejects.toBeInstanceOf(MigrationError);
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -208,6 +215,38 @@ describeWithService('clickhouse', 'ClickHouseMarketStore', (url) => {
       { reason: 'bad json', payload: "{nope'\\", sequence_number: '7' },
       { reason: 'bad json', payload: '{other', sequence_number: null },
     ]);
+  });
+
+  it('0002 backfills the hourly and daily rollups of candles stored before it', async () => {
+    const name = `qicore_t_${randomBytes(6).toString('hex')}`;
+    await createClickHouseDatabase(url, name);
+    const old = openClickHouse(url, { database: name });
+    const dir = await mkdtemp(join(tmpdir(), 'ch-mig-'));
+    try {
+      await writeFile(join(dir, '0001_core.sql'), await readFile(join(CLICKHOUSE_MIGRATIONS_DIR, '0001_core.sql'), 'utf8'));
+      await runClickHouseMigrations(old, dir);
+      // minutes over two hours of two days, as a writer of the previous version stored them
+      const minutes = [0, 59, 60, 24 * 60 + 5].map((k, i) => ({
+        exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1m', ts: T0 + k * MIN, source: 'exchange',
+        open: float64Hex(100 + i), high: float64Hex(110 + i), low: float64Hex(90 + i), close: float64Hex(105 + i),
+        volume: '0.1', trades: 0, version: 1,
+      }));
+      await old.insert('candles_in', minutes);
+      expect((await runClickHouseMigrations(old)).applied).toEqual(['0002_candle_rollups.sql']);
+      const reader = new ClickHouseMarketStore(old);
+      const q = { exchange: 'binance', symbol: 'BTC/USDT', limit: 10 } as const;
+      expect(await reader.candles({ ...q, timeframe: '1h' })).toMatchObject([
+        { ts: T0, open: 100, high: 111, low: 90, close: 106, volume: 0.2, source: 'exchange' },
+        { ts: T0 + 60 * MIN, open: 102, close: 107, volume: 0.1 },
+        { ts: T0 + 24 * 60 * MIN, open: 103, close: 108, volume: 0.1 },
+      ]);
+      const days = await reader.candles({ ...q, timeframe: '1d' });
+      expect(days.map((d) => [d.open, d.close, d.volume])).toEqual([[100, 107, 0.3], [103, 108, 0.1]]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+      await old.close();
+      await dropClickHouseDatabase(url, name);
+    }
   });
 
   it('an empty batch writes nothing', async () => {

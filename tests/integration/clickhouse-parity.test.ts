@@ -31,7 +31,9 @@ function prng(seed: number): () => number {
   };
 }
 
-const SUNDAY_NOON = Date.UTC(2026, 0, 4, 12); // trades span Sunday..Tuesday: a week boundary
+const SUNDAY_NOON = Date.UTC(2026, 0, 4, 12);
+/** trades span ten days from Sunday noon: a week boundary, 3d buckets, and hours without data */
+const HOURS = 240;
 const MARKETS = [
   { exchange: 'binance', symbol: 'BTC/USDT' },
   { exchange: 'okx', symbol: 'ETH/USDT:USDT' },
@@ -46,7 +48,7 @@ function deliveries(): MarketEvent[][] {
     for (let i = 0; i < 150; i++) {
       const m = MARKETS[Math.floor(rand() * MARKETS.length)]!;
       // clustered times: several trades share a millisecond, so ids decide the order
-      const ts = SUNDAY_NOON + Math.floor(rand() * 40) * 3_600_000 + Math.floor(rand() * 90) * 7_919 + (rand() < 0.3 ? 0 : Math.floor(rand() * 3));
+      const ts = SUNDAY_NOON + Math.floor(rand() * HOURS) * 3_600_000 + Math.floor(rand() * 90) * 7_919 + (rand() < 0.3 ? 0 : Math.floor(rand() * 3));
       const id = rand() < 0.8 ? String(Math.floor(rand() * 10 ** (1 + Math.floor(rand() * 9)))) + String(n++) : `${(n++).toString(16)}f${Math.floor(rand() * 1e6).toString(16)}`;
       batch.push(
         trade({
@@ -63,7 +65,7 @@ function deliveries(): MarketEvent[][] {
     // exchange candles: some on minutes with trades (held, not blended), some alone ('mixed' rollups)
     for (let i = 0; i < 15; i++) {
       const m = MARKETS[Math.floor(rand() * MARKETS.length)]!;
-      const ts = SUNDAY_NOON + Math.floor(rand() * 40 * 60) * 60_000;
+      const ts = SUNDAY_NOON + Math.floor(rand() * HOURS * 60) * 60_000;
       const open = Number((100 + rand() * 50).toFixed(2));
       const c: Candle = candle({ ...m, ts, open, high: open + 1, low: open - 1, close: open + 0.5, volume: Number((rand() * 20).toFixed(8)) });
       batch.push(c);
@@ -137,8 +139,8 @@ describeWithService('clickhouse', 'ClickHouse and Postgres stores read the same'
       }
     });
 
-    it(`candles of ${m.symbol}: 1m, 5m, 1h, 1d, 1w equal, both directions and in ranges`, async () => {
-      for (const timeframe of ['1m', '5m', '1h', '1d', '1w'] as const) {
+    it(`candles of ${m.symbol}: 1m, 5m, 1h, 4h, 12h, 1d, 3d, 1w equal, both directions and in ranges`, async () => {
+      for (const timeframe of ['1m', '5m', '1h', '4h', '12h', '1d', '3d', '1w'] as const) {
         for (const newestFirst of [false, true]) {
           const q = { ...m, timeframe, newestFirst, limit: 10_000 };
           const want = await postgres.candles(q);
@@ -149,7 +151,35 @@ describeWithService('clickhouse', 'ClickHouse and Postgres stores read the same'
         expect(await clickhouse.candles(ranged), `${timeframe} ranged`).toEqual(await postgres.candles(ranged));
       }
       const fiveMin = await clickhouse.candles({ ...m, timeframe: '5m', limit: 10_000 });
+      const days = await clickhouse.candles({ ...m, timeframe: '1d', limit: 10_000 });
+      expect(days.length).toBeGreaterThanOrEqual(10);
       expect(new Set(fiveMin.map((c) => c.source))).toEqual(new Set(['trades', 'exchange', 'mixed']));
     });
+
+    it(`newest candles of ${m.symbol} without a lower bound: the windowed read widens over gaps and equals Postgres`, async () => {
+      for (const timeframe of ['1m', '15m', '1h', '4h', '1d', '1w'] as const) {
+        for (const limit of [1, 7, 50, 400]) {
+          const q = { ...m, timeframe, newestFirst: true, limit };
+          const want = await postgres.candles(q);
+          expect(await clickhouse.candles(q), `${timeframe} newest ${limit}`).toEqual(want);
+          // and up to a point in the past
+          const until = { ...q, until: SUNDAY_NOON + 100 * 3_600_000 + 123 };
+          expect(await clickhouse.candles(until), `${timeframe} newest ${limit} until`).toEqual(await postgres.candles(until));
+        }
+      }
+    });
   }
+
+  it('a batch redelivered after the rollups were built changes no hour or day', async () => {
+    const before = await Promise.all(MARKETS.flatMap((m) => (['1h', '1d', '1w'] as const).map((timeframe) => clickhouse.candles({ ...m, timeframe, limit: 10_000 }))));
+    const replay = deliveries()[5]!;
+    await postgres.writeEvents(replay);
+    await clickhouse.writeEvents(replay);
+    const after = await Promise.all(MARKETS.flatMap((m) => (['1h', '1d', '1w'] as const).map((timeframe) => clickhouse.candles({ ...m, timeframe, limit: 10_000 }))));
+    expect(after).toEqual(before);
+    for (const m of MARKETS) {
+      const q = { ...m, timeframe: '1d' as const, limit: 10_000 };
+      expect(await clickhouse.candles(q)).toEqual(await postgres.candles(q));
+    }
+  });
 });

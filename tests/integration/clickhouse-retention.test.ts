@@ -5,6 +5,7 @@ import { RetentionError, dropExpiredPartitions, type PartitionedTable } from '..
 import { createClickHouseTestDatabase, type TestClickHouse } from '../support/clickhouse.js';
 import { describeWithService } from '../support/services.js';
 import { trade } from '../fixtures/events.js';
+import { bucketStart } from '../../layers/shared/src/domain/index.js';
 
 describeWithService('clickhouse', 'ClickHouse partition retention', (url) => {
   let database: TestClickHouse;
@@ -36,8 +37,18 @@ describeWithService('clickhouse', 'ClickHouse partition retention', (url) => {
     // each table on its own schedule: candles still hold the dropped months until told
     const candles = await store.candles({ ...q, timeframe: '1m' });
     expect(candles).toHaveLength(4);
-    expect(await dropExpiredPartitions(ch, { table: 'candles', keepDays: 0, now })).toEqual(['202510', '202511', '202512', '202601']);
+    expect(await store.candles({ ...q, timeframe: '1d' })).toHaveLength(4);
+    expect(await dropExpiredPartitions(ch, { table: 'candles', keepDays: 75, now })).toEqual(['202510', '202511']);
+    // the hourly and daily rollups of the dropped months go with their minutes
+    for (const timeframe of ['1m', '1h', '1d', '1w'] as const) {
+      expect((await store.candles({ ...q, timeframe })).map((c) => c.ts), timeframe).toEqual(
+        [at(2025, 12, 1), at(2026, 1, 15)].map((ts) => bucketStart(ts, timeframe)),
+      );
+    }
+    expect(await dropExpiredPartitions(ch, { table: 'candles', keepDays: 0, now })).toEqual(['202512', '202601']);
     expect(await store.candles({ ...q, timeframe: '1m' })).toEqual([]);
+    expect(await store.candles({ ...q, timeframe: '1d' })).toEqual([]);
+    expect(await store.candles({ ...q, timeframe: '4h', newestFirst: true })).toEqual([]);
   });
 
   it('refuses a bad keepDays or a table without monthly partitions', async () => {

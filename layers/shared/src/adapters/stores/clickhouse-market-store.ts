@@ -14,6 +14,7 @@ import type {
 } from '../../ports/index.js';
 import type { ClickHouseExecutor } from './clickhouse-client.js';
 import { RowBinaryWriter, decimalText, float64Hex, nullableFloat64Hex } from './clickhouse-encoding.js';
+import { rollupRebuild, rollupSource, touchedDays } from './clickhouse-candle-rollups.js';
 import { joinSql, sql, trustedSql, type Sql } from './clickhouse-sql.js';
 
 const CHANNEL_OF: Record<MarketEvent['type'], Channel> = {
@@ -24,6 +25,7 @@ const CHANNEL_OF: Record<MarketEvent['type'], Channel> = {
 };
 
 const MINUTE = 60_000;
+const DAY = 86_400_000;
 
 /**
  * Versions of rebuilt 'trades' minutes sit above every streamed candle's (write time in µs,
@@ -89,8 +91,12 @@ export class ClickHouseMarketStore implements MarketStore {
       this.ch.insert('book_snapshots_in', books.map(bookRow)),
       this.ch.insert('candles_in', latestCandles.map((c) => candleRow(c, this.nextVersion()))),
     ]);
+    if (trades.length) await this.rebuildMinutes(trades);
+    // Hours and days read the minutes just rebuilt, so they follow them (one more request, only
+    // when the batch touched 1m candles); the feed figures go in alongside.
+    const touched = touchedDays(trades, latestCandles);
     await settleAll([
-      trades.length ? this.rebuildMinutes(trades) : Promise.resolve(),
+      touched.length ? this.ch.command(rollupRebuild(touched, this.nextVersion())) : Promise.resolve(),
       this.ch.insert('feed_updates', feedRows(events)),
     ]);
     return { trades: trades.length, tickers: tickers.length, books: books.length, candles: latestCandles.length };
@@ -278,25 +284,55 @@ export class ClickHouseMarketStore implements MarketStore {
 
   async candles(q: CandleQuery): Promise<readonly StoredCandle[]> {
     const size = timeframeMs(q.timeframe);
+    const rollup = rollupSource(size, timeframeOffsetMs(q.timeframe));
+    if (!q.newestFirst || q.since !== undefined) return this.readCandles(q, q.since, rollup);
+    // Newest N without a lower bound: ClickHouse 18.16 cannot stop an ORDER BY ts DESC LIMIT
+    // early, so it would aggregate the market's whole history. Bound the scan to a window ending
+    // at the newest day (from the daily rollups: a few hundred rows a year) and widen it only
+    // when gaps leave it short, as MarketQueryService.readNewest does.
+    const [range] = await this.ch.query<{ lo: U64; hi: U64; days: U64 }>(
+      sql`SELECT min(ts) AS lo, max(ts) AS hi, count() AS days FROM candle_rollups
+          WHERE exchange = ${q.exchange} AND symbol = ${q.symbol} AND timeframe = '1d'`,
+    );
+    if (!range || num(range.days) === 0) return this.readCandles(q, undefined, rollup);
+    const oldest = num(range.lo);
+    // the newest minute is in the day `hi`; the window reaches `span` back from that day's start
+    const anchor = Math.min(q.until ?? Infinity, num(range.hi) + DAY) - DAY;
+    for (let span = q.limit * size; ; span *= 4) {
+      const from = Math.max(0, anchor - span);
+      const rows = await this.readCandles(q, from, rollup);
+      if (rows.length >= q.limit || from <= oldest) return rows;
+    }
+  }
+
+  private async readCandles(q: CandleQuery, since: number | undefined, rollup: '1h' | '1d' | null): Promise<readonly StoredCandle[]> {
+    const size = timeframeMs(q.timeframe);
     const offset = timeframeOffsetMs(q.timeframe);
-    const where: Sql[] = [sql`exchange = ${q.exchange}`, sql`symbol = ${q.symbol}`, sql`timeframe = '1m'`];
+    const where: Sql[] = [sql`exchange = ${q.exchange}`, sql`symbol = ${q.symbol}`, sql`timeframe = ${rollup ?? '1m'}`];
     // Ranges are on open time; widen to whole buckets so no rolled-up candle is cut short.
-    if (q.since !== undefined) where.push(sql`ts >= ${bucketStart(q.since, q.timeframe)}`);
+    if (since !== undefined) where.push(sql`ts >= ${bucketStart(since, q.timeframe)}`);
     if (q.until !== undefined) where.push(sql`ts < ${bucketStart(q.until - 1, q.timeframe) + size}`);
     const dir = q.newestFirst ? sql`DESC` : sql`ASC`;
-    // 1) the newest version of each (minute, source); 2) one source per minute, collected trades
-    // first, the exchange's candle otherwise, never a blend; 3) roll minutes up into buckets.
-    const rows = await this.ch.query<{
-      ts: U64;
-      open: number;
-      high: number;
-      low: number;
-      close: number;
-      volume: string;
-      trades: U64;
-      source: StoredCandle['source'];
-    }>(
-      sql`SELECT bucket AS ts, argMin(open, t) AS open, max(high) AS high, min(low) AS low, argMax(close, t) AS close,
+    let statement: Sql;
+    if (rollup) {
+      // the newest version of each stored hour or day (rows of one key merge at an unknown time)
+      const stored = sql`SELECT ts, argMax(open, version) AS open, argMax(high, version) AS high, argMax(low, version) AS low,
+                                argMax(close, version) AS close, argMax(volume, version) AS volume,
+                                argMax(trades, version) AS trades, argMax(source, version) AS source
+                         FROM candle_rollups WHERE ${joinSql(where, ' AND ')} GROUP BY ts`;
+      statement =
+        rollup === q.timeframe
+          ? sql`SELECT ts, open, high, low, close, toString(volume) AS volume, trades, toString(source) AS source
+                FROM (${stored}) ORDER BY ts ${dir} LIMIT ${q.limit}`
+          : sql`SELECT intDiv(toInt64(ts) + ${offset}, ${size}) * ${size} - ${offset} AS bucket,
+                       argMin(open, ts) AS open, max(high) AS high, min(low) AS low, argMax(close, ts) AS close,
+                       toString(sum(volume)) AS volume, sum(trades) AS trades,
+                       if(uniqExact(source) > 1, 'mixed', toString(any(source))) AS source
+                FROM (${stored}) GROUP BY bucket ORDER BY bucket ${dir} LIMIT ${q.limit}`;
+    } else {
+      // 1) the newest version of each (minute, source); 2) one source per minute, collected trades
+      // first, the exchange's candle otherwise, never a blend; 3) roll minutes up into buckets.
+      statement = sql`SELECT bucket AS ts, argMin(open, t) AS open, max(high) AS high, min(low) AS low, argMax(close, t) AS close,
                  toString(sum(volume)) AS volume, sum(trades) AS trades,
                  if(uniqExact(source) > 1, 'mixed', toString(any(source))) AS source
           FROM (
@@ -314,13 +350,24 @@ export class ClickHouseMarketStore implements MarketStore {
             )
             GROUP BY t
           )
-          GROUP BY bucket ORDER BY bucket ${dir} LIMIT ${q.limit}`,
-    );
+          GROUP BY bucket ORDER BY bucket ${dir} LIMIT ${q.limit}`;
+    }
+    const rows = await this.ch.query<{
+      ts?: U64;
+      bucket?: U64;
+      open: number;
+      high: number;
+      low: number;
+      close: number;
+      volume: string;
+      trades: U64;
+      source: StoredCandle['source'];
+    }>(statement);
     return rows.map((r) => ({
       exchange: q.exchange,
       symbol: q.symbol,
       timeframe: q.timeframe,
-      ts: num(r.ts),
+      ts: num((r.ts ?? r.bucket)!),
       open: r.open,
       high: r.high,
       low: r.low,

@@ -50,6 +50,9 @@ export async function dropExpiredPartitions(ch: ClickHouseExecutor, options: Ret
   for (const partition of expired) {
     // The partition value (toYYYYMM) is an integer: it is bound as an integer literal.
     await ch.command(sql`ALTER TABLE ${table(options.table)} DROP PARTITION ${Number(partition)}`);
+    // the hours and days rolled up from those minutes go with them (same monthly partitions),
+    // so a read of 1h..1w never shows candles whose minutes are gone
+    if (options.table === 'candles') await ch.command(sql`ALTER TABLE ${table('candle_rollups')} DROP PARTITION ${Number(partition)}`);
   }
   return expired;
 }

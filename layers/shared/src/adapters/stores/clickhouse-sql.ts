@@ -40,6 +40,7 @@ export const CLICKHOUSE_TABLES = [
   'book_snapshots_in',
   'candles',
   'candles_in',
+  'candle_rollups',
   'signals',
   'signals_in',
   'feed_updates',
