@@ -12,6 +12,7 @@
  *   forward by tradeId with `type=1&before=X&after=X+101`, the first id at a time by `type=2`.
  */
 import ccxt, { type Exchange } from 'ccxt';
+import { allowKeylessHistoricalTrades } from '../../layers/shared/src/adapters/exchange/ccxt-pro-exchanges.js';
 import { applyEndpointOverride, type EndpointOverride } from '../../layers/shared/src/adapters/exchange/endpoint-overrides.js';
 import { ConfigError, PlatformError } from '../../layers/shared/src/domain/errors.js';
 import type { CcxtTradeLike } from '../../layers/shared/src/normalize/ccxt-normalizer.js';
@@ -44,20 +45,6 @@ export function createBackfillExchange(id: string, timeoutMs = 20_000): Exchange
   const exchange = new (Ctor as new (config: object) => Exchange)({ enableRateLimit: true, timeout: timeoutMs });
   if (id === 'binance') allowKeylessHistoricalTrades(exchange);
   return exchange;
-}
-
-/**
- * Binance serves `GET /api/v3/historicalTrades` without an API key since 2023, but ccxt 4.5's
- * sign() still refuses the path without one: without a key the request is signed as the public
- * `trades` path and sent to `historicalTrades`. ccxt's rate-limit cost stays historicalTrades'.
- */
-function allowKeylessHistoricalTrades(exchange: Exchange): void {
-  const sign = exchange.sign.bind(exchange);
-  exchange.sign = (path, api, method, params, headers, body) => {
-    if (path !== 'historicalTrades' || exchange.apiKey) return sign(path, api, method, params, headers, body);
-    const signed = sign('trades', api, method, params, headers, body) as { url: string };
-    return { ...signed, url: signed.url.replace(/\/trades(?=\?|$)/, '/historicalTrades') };
-  };
 }
 
 /** Listed symbols to suggest for one that is not listed: same base or quote first. */

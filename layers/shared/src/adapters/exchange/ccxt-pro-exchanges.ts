@@ -1,4 +1,4 @@
-import ccxt from 'ccxt';
+import ccxt, { type Exchange } from 'ccxt';
 import { ConfigError, PlatformError } from '../../domain/errors.js';
 import type { Logger } from '../../observability/logger.js';
 import type { WatchingExchange } from '../../collector/market-collector.js';
@@ -78,7 +78,7 @@ export function createProExchange(id: string, timeoutMs = 10_000): ProExchange {
  * the request is signed as the public `trades` path it resembles and sent to `historicalTrades`.
  * With a key configured ccxt signs it itself. The call keeps ccxt's rate-limit cost of historicalTrades.
  */
-function allowKeylessHistoricalTrades(exchange: ProExchange): void {
+export function allowKeylessHistoricalTrades(exchange: Pick<Exchange, 'sign' | 'apiKey'>): void {
   const sign = exchange.sign.bind(exchange);
   exchange.sign = (path, api, method, params, headers, body) => {
     if (path !== 'historicalTrades' || exchange.apiKey) return sign(path, api, method, params, headers, body);
