@@ -9,9 +9,9 @@
  * funding rate and open interest. Swaps have tickers, funding and open interest only: no books,
  * trades or candles.
  */
-import zlib from 'node:zlib';
 import type { WebSocket } from 'ws';
 import { ConfigError } from '../../../layers/shared/src/domain/errors.js';
+import { OKX_CHECKSUM_LEVELS, okxBookChecksum } from '../../../layers/shared/src/normalize/okx-book-checksum.js';
 import { bucketStart, TIMEFRAME_MS, type Timeframe } from '../../../layers/shared/src/domain/timeframes.js';
 import type { FrameKind, MarketFrame } from '../faults.js';
 import { formatScaled, type BookDelta, type BookEntry, type Kline, type PrintedTrade, type SimulatedMarket, type SymbolSpec } from '../market.js';
@@ -54,24 +54,8 @@ const REQUESTS_PER_2S: Readonly<Record<string, number>> = {
   '/api/v5/public/open-interest': 20,
 };
 
-/** Levels per side that OKX's `books` checksum covers. */
-export const OKX_CHECKSUM_LEVELS = 25;
-
-/**
- * OKX's order-book checksum: CRC32 of the best 25 bids and asks interleaved as
- * `bidPx:bidSz:askPx:askSz:...` (a side with fewer levels simply stops contributing), using the
- * price and size strings exactly as sent, returned as a signed 32-bit integer.
- */
-export function okxBookChecksum(bids: readonly (readonly [string, string])[], asks: readonly (readonly [string, string])[]): number {
-  const parts: string[] = [];
-  for (let i = 0; i < OKX_CHECKSUM_LEVELS; i++) {
-    const bid = bids[i];
-    if (bid) parts.push(bid[0], bid[1]);
-    const ask = asks[i];
-    if (ask) parts.push(ask[0], ask[1]);
-  }
-  return zlib.crc32(parts.join(':')) | 0;
-}
+// The checksum algorithm is shared with the collector, which verifies it (one implementation).
+export { OKX_CHECKSUM_LEVELS, okxBookChecksum } from '../../../layers/shared/src/normalize/okx-book-checksum.js';
 
 // ---------------------------------------------------------------------------------------------
 // formatting

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { FeedChannel, FeedStatus, GapEvent, GapReason, GapStatus, StreamEvent } from '../domain/index.js';
+import type { BookHealth, FeedChannel, FeedStatus, GapEvent, GapReason, GapStatus, StreamEvent } from '../domain/index.js';
 import type { Clock } from '../ports/index.js';
 
 /** Counters and times of one subscription (exchange, symbol, channel); what feed_status snapshots carry. */
@@ -22,6 +22,15 @@ export interface FeedState {
   resubscribes: number;
   /** failed watch calls (the old `errors`) */
   errors: number;
+  /** books: breaks found (checksum mismatch, sequence gap, REST cross-check disagreement, crossed book) */
+  bookBreaks: number;
+  /** books: fresh snapshots asked for after a break (each also counts as a resubscribe) */
+  bookResyncs: number;
+  /** books: REST cross-checks that agreed / that could not be made (REST failed, book replaced meanwhile) */
+  bookCrossChecks: number;
+  bookCrossChecksSkipped: number;
+  /** books: the book's health now (null for other channels, and before the first book) */
+  bookHealth: BookHealth | null;
   /** exchange time of the newest event */
   lastEventTs: number | null;
   /** receipt time of the newest message (collector clock) */
@@ -98,6 +107,11 @@ export class FeedLedger {
         reconnects: 0,
         resubscribes: 0,
         errors: 0,
+        bookBreaks: 0,
+        bookResyncs: 0,
+        bookCrossChecks: 0,
+        bookCrossChecksSkipped: 0,
+        bookHealth: null,
         lastEventTs: null,
         lastMessageAt: null,
         lastError: null,

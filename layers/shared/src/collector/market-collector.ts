@@ -6,13 +6,13 @@ import type { Counters } from '../observability/counters.js';
 import type { Logger } from '../observability/logger.js';
 import {
   NormalizationError,
-  normalizeOrderBook,
   normalizeTicker,
   type CcxtOrderBookLike,
   type CcxtTickerLike,
   type CcxtTradeLike,
 } from '../normalize/ccxt-normalizer.js';
 import { Backoff } from './backoff.js';
+import { BookFeed, readBookFrame } from './book-feed.js';
 import type { EventBatcher } from './event-batcher.js';
 import { FeedLedger, type FeedState } from './feed-ledger.js';
 import { FillQueue } from './fill-queue.js';
@@ -49,7 +49,9 @@ interface CcxtOpenInterestLike {
 export interface WatchingExchange {
   readonly id: string;
   readonly has?: Readonly<Record<string, unknown>>;
-  readonly markets?: Readonly<Record<string, { readonly swap?: boolean | undefined } | undefined>>;
+  readonly markets?: Readonly<Record<string, { readonly swap?: boolean | undefined; readonly id?: string | undefined } | undefined>>;
+  /** ccxt.pro's live order books by symbol */
+  readonly orderbooks?: Readonly<Record<string, CcxtOrderBookLike | undefined>>;
   watchTrades(symbol: string): Promise<readonly CcxtTradeLike[]>;
   watchTicker(symbol: string, params?: Record<string, unknown>): Promise<CcxtTickerLike>;
   watchOrderBook(symbol: string): Promise<CcxtOrderBookLike>;
@@ -59,6 +61,7 @@ export interface WatchingExchange {
   unWatchOrderBook?(symbol: string): Promise<unknown>;
   unWatchOHLCV?(symbol: string, timeframe?: string): Promise<unknown>;
   fetchTrades?(symbol: string, since?: number, limit?: number, params?: Record<string, unknown>): Promise<readonly CcxtTradeLike[]>;
+  fetchOrderBook?(symbol: string, limit?: number): Promise<CcxtOrderBookLike>;
   fetchFundingRate?(symbol: string): Promise<CcxtFundingRateLike>;
   fetchOpenInterest?(symbol: string): Promise<CcxtOpenInterestLike>;
   /** ccxt.pro's WebSocket clients by URL */
@@ -81,7 +84,9 @@ export type CollectorCounter =
   | 'duplicates'
   | 'watch_errors'
   | 'reconnects'
-  | 'resubscribes';
+  | 'resubscribes'
+  | 'book_breaks'
+  | 'book_resyncs';
 
 /** Completeness, watchdog and pacing settings; every field has a default. */
 export interface CollectorTuning extends Partial<TradeFillTuning> {
@@ -97,6 +102,12 @@ export interface CollectorTuning extends Partial<TradeFillTuning> {
   readonly tradeCompleteness?: (exchangeId: string) => TradeCompleteness;
   /** how long an unWatch may take before the feed's socket is closed instead */
   readonly unwatchTimeoutMs?: number;
+  /** how often each order book is compared with a REST snapshot (0: never, not even after a resync) */
+  readonly bookCrossCheckMs?: number;
+  /** levels per side the REST cross-check asks for and compares */
+  readonly bookCrossCheckLevels?: number;
+  /** how long the live book may take to catch up with a REST snapshot before they are compared */
+  readonly bookCrossCheckGraceMs?: number;
 }
 
 /**
@@ -119,6 +130,11 @@ const DEFAULT_TUNING = {
   statusIntervalMs: 5_000,
   fundingIntervalMs: 60_000,
   unwatchTimeoutMs: 5_000,
+  // one REST book per market every 5 minutes (Binance: weight 5 of 6000 a minute at 20 levels)
+  bookCrossCheckMs: 300_000,
+  bookCrossCheckLevels: 20,
+  // OKX pushes `books` every 100 ms and its REST books carry no update id: compare over 2 s of states
+  bookCrossCheckGraceMs: 2_000,
 } as const;
 
 export interface MarketCollectorOptions {
@@ -144,6 +160,7 @@ interface Feed {
   readonly channel: CollectorChannel;
   readonly state: FeedState;
   readonly trades: TradeFeed | null;
+  readonly books: BookFeed | null;
   /** when the current subscription started (collector clock) */
   subscribedAt: number;
   /** the watchdog asked ccxt.pro to unsubscribe: the UnsubscribeError that follows is expected */
@@ -174,6 +191,8 @@ export class MarketCollector {
   readonly ledger: FeedLedger;
   private readonly tuning: CollectorTuning & typeof DEFAULT_TUNING;
   private readonly staleAfter: Readonly<Record<Exclude<CollectorChannel, 'funding'>, number>>;
+  /** book feeds by exchange and market id, for the frames ccxt has just applied */
+  private readonly bookFeeds = new Map<WatchingExchange, Map<string, BookFeed[]>>();
 
   constructor(private readonly options: MarketCollectorOptions) {
     this.tuning = { ...DEFAULT_TUNING, ...stripUndefined(options.tuning ?? {}) } as CollectorTuning & typeof DEFAULT_TUNING;
@@ -213,10 +232,12 @@ export class MarketCollector {
             channel,
             state,
             trades: channel === 'trades' ? this.tradeFeed(target, symbol, state, runtime) : null,
+            books: null,
             subscribedAt: this.options.clock.now(),
             unsubscribing: false,
             resubscribing: false,
           };
+          if (channel === 'books') (feed as { books: BookFeed | null }).books = this.bookFeed(feed);
           this.all.push(feed);
           this.loops.push(channel === 'funding' ? this.poll(feed) : this.run(feed, runtime));
         }
@@ -234,7 +255,10 @@ export class MarketCollector {
     this.running = false;
     if (this.watchdog) clearInterval(this.watchdog);
     for (const w of [...this.wakeUp]) w();
-    for (const f of this.all) f.trades?.stop();
+    for (const f of this.all) {
+      f.trades?.stop();
+      f.books?.stop();
+    }
     for (const r of this.runtimes.values()) r.fills.stop();
     await Promise.allSettled(this.options.targets.map((t) => t.exchange.close()));
     await Promise.allSettled(this.loops);
@@ -300,6 +324,61 @@ export class MarketCollector {
     });
   }
 
+  /** A market's order book: checked, cross-checked, resynced on a break, published with its health (BookFeed). */
+  private bookFeed(feed: Feed): BookFeed {
+    const { exchange } = feed.target;
+    const { symbol, state } = feed;
+    const has = exchange.has ?? {};
+    const levels = this.tuning.bookCrossCheckLevels;
+    const books = new BookFeed({
+      exchange: exchange.id,
+      symbol,
+      state,
+      clock: this.options.clock,
+      logger: this.options.logger.child({ exchange: exchange.id, symbol, channel: 'books' }),
+      depth: this.options.bookDepth ?? 20,
+      intervalMs: this.options.bookIntervalMs ?? 1_000,
+      crossCheck:
+        this.tuning.bookCrossCheckMs > 0 && has['fetchOrderBook'] && exchange.fetchOrderBook
+          ? {
+              intervalMs: this.tuning.bookCrossCheckMs,
+              levels,
+              graceMs: this.tuning.bookCrossCheckGraceMs,
+              fetch: (s, limit) => exchange.fetchOrderBook!(s, limit),
+            }
+          : null,
+      current: () => exchange.orderbooks?.[symbol],
+      resync: (reason) => void this.resubscribe(feed, { resync: reason }),
+      emit: (events) => {
+        state.events += events.length;
+        for (const e of events) if (state.lastEventTs === null || e.ts > state.lastEventTs) state.lastEventTs = e.ts;
+        this.options.counters.add('events', events.length);
+        this.publish(events);
+      },
+      reject: (sample, reason) => this.rejected(state, sample, reason),
+      setError: (message) => this.ledger.setError(state, message),
+      count: (name) => this.options.counters.add(name),
+    });
+    const marketId = exchange.markets?.[symbol]?.id ?? symbol;
+    let byId = this.bookFeeds.get(exchange);
+    if (!byId) {
+      byId = new Map();
+      this.bookFeeds.set(exchange, byId);
+    }
+    byId.set(marketId, [...(byId.get(marketId) ?? []), books]);
+    books.start();
+    return books;
+  }
+
+  /** Book frames, right after ccxt applied them, go to their market's BookFeed (checksums, cross-check states). */
+  private bookFrame(exchange: WatchingExchange, message: unknown): void {
+    const byId = this.bookFeeds.get(exchange);
+    if (!byId) return;
+    const frame = readBookFrame(message);
+    if (!frame) return;
+    for (const books of byId.get(frame.marketId) ?? []) books.onFrame(frame);
+  }
+
   /** Malformed frames are counted on the feed they name (else exchange-wide), logged once per feed, and skipped. */
   private guard(exchange: WatchingExchange, runtime: ExchangeRuntime): void {
     if (typeof (exchange as unknown as Partial<ClientFactoryExchange>).client === 'function') guardSends(exchange as unknown as ClientFactoryExchange);
@@ -324,6 +403,7 @@ export class MarketCollector {
         }
       },
       (line) => log.debug('ccxt', { line }),
+      (message) => this.bookFrame(exchange, message),
     );
   }
 
@@ -386,6 +466,7 @@ export class MarketCollector {
         state.errors += 1;
         this.ledger.setError(state, `${(error as Error).name}: ${(error as Error).message}`);
         counters.add('watch_errors');
+        feed.books?.watchFailed(error);
         // a dropped connection loses what was sent meanwhile; other failures (bad frames) do not
         if (error instanceof ccxt.NetworkError || error instanceof ccxt.ExchangeClosedByUser) {
           interruption ??= feed.resubscribing ? 'resubscribe' : 'reconnect';
@@ -404,9 +485,6 @@ export class MarketCollector {
     const { exchange } = feed.target;
     const { symbol, state } = feed;
     const tickerParams = { ...feed.target.watchParams?.ticker };
-    const depth = this.options.bookDepth ?? 20;
-    const interval = this.options.bookIntervalMs ?? 1_000;
-    let lastBookAt = 0;
     switch (feed.channel) {
       case 'trades':
         return async () => {
@@ -423,10 +501,9 @@ export class MarketCollector {
       case 'books':
         return async () => {
           const book = await exchange.watchOrderBook(symbol);
-          const localTs = clock.now();
-          if (localTs - lastBookAt < interval) return [];
-          lastBookAt = localTs;
-          return this.each(state, [book], (b) => normalizeOrderBook(exchange.id, b, depth, localTs));
+          // BookFeed publishes: at the throttled cadence, and at once when the book's health changes
+          feed.books!.onBook(book, clock.now());
+          return [];
         };
       case 'candles':
         return this.candleWatcher(feed);
@@ -573,25 +650,36 @@ export class MarketCollector {
       if (feed.channel === 'funding' || feed.resubscribing) continue;
       const limit = this.staleAfter[feed.channel];
       const last = Math.max(feed.state.lastMessageAt ?? 0, feed.subscribedAt);
-      if (now - last > limit) void this.resubscribe(feed, now - last);
+      if (now - last > limit) {
+        feed.books?.markStale(now - last);
+        void this.resubscribe(feed, { quietMs: now - last });
+      }
     }
   }
 
   /**
-   * A feed heard nothing for its stale window: unsubscribe (ccxt.pro unWatch*, which also ends the
+   * A feed heard nothing for its stale window, or its book broke: unsubscribe (ccxt.pro unWatch*, which also ends the
    * pending watch) so the loop subscribes again, or, where there is no unWatch or it hangs, close the
    * sockets that carry the feed (the loop reconnects). Either way it is recorded, and the trades
    * missed meanwhile are fetched.
    */
-  private async resubscribe(feed: Feed, quietMs: number): Promise<void> {
+  private async resubscribe(feed: Feed, why: { readonly quietMs: number } | { readonly resync: string }): Promise<void> {
     const { exchange } = feed.target;
     const { state } = feed;
+    // one at a time: a book break during a stale resubscribe gets its fresh snapshot from that one
+    if (feed.resubscribing) return;
     feed.resubscribing = true;
     feed.subscribedAt = this.options.clock.now();
     state.resubscribes += 1;
     this.options.counters.add('resubscribes');
-    this.ledger.setError(state, `stale: no message for ${quietMs} ms; resubscribed`);
-    this.options.logger.warn('feed stale; resubscribing', { exchange: exchange.id, symbol: feed.symbol, channel: feed.channel, quietMs });
+    const fields = { exchange: exchange.id, symbol: feed.symbol, channel: feed.channel };
+    if ('quietMs' in why) {
+      this.ledger.setError(state, `stale: no message for ${why.quietMs} ms; resubscribed`);
+      this.options.logger.warn('feed stale; resubscribing', { ...fields, quietMs: why.quietMs });
+    } else {
+      // BookFeed recorded and logged the break; this is the fresh snapshot it asked for
+      this.options.logger.debug('book resync: resubscribing for a fresh snapshot', { ...fields, reason: why.resync });
+    }
     try {
       const unwatch = this.unwatch(feed);
       if (!unwatch) {

@@ -62,12 +62,16 @@ function safeJson(value: unknown): string {
 
 /**
  * Wraps the exchange's handleMessage (before its first WebSocket client exists: ccxt.pro binds it
- * when it creates a client) and routes ccxt's own log lines to `log`.
+ * when it creates a client) and routes ccxt's own log lines to `log`. `handled` sees each frame
+ * right after ccxt applied it (its books updated, its futures resolved but not yet run): what
+ * ccxt does not check (e.g. OKX's book checksum) is checked there; a throw there is reported as
+ * a malformed frame, never passed to ccxt.
  */
 export function guardMessages(
   exchange: GuardedExchange,
   onMalformed: (frame: MalformedFrame) => void,
   log: (line: string) => void = () => undefined,
+  handled?: (message: unknown) => void,
 ): void {
   const original = exchange.handleMessage.bind(exchange);
   const report = (frame: unknown, error: string) => {
@@ -80,12 +84,21 @@ export function guardMessages(
       report(message, 'frame is not valid JSON');
       return undefined;
     }
+    let result: unknown;
     try {
-      return original(client, message);
+      result = original(client, message);
     } catch (error) {
       report(message, error instanceof Error ? `${error.name}: ${error.message}` : String(error));
       return undefined;
     }
+    if (handled) {
+      try {
+        handled(message);
+      } catch (error) {
+        report(message, `after ccxt handled it: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`);
+      }
+    }
+    return result;
   };
   exchange.log = (...args: unknown[]) => log(args.map((a) => (a instanceof Error ? `${a.name}: ${a.message}` : typeof a === 'string' ? a : safeJson(a))).join(' '));
 }

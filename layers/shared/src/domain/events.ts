@@ -58,6 +58,19 @@ export const TickerSchema = z
 
 export const BookLevelSchema = z.tuple([Price, Amount]).readonly();
 
+/**
+ * How far a book can be trusted when it was taken:
+ * - `healthy`: verified: the exchange's checksum matched after every update since the last snapshot,
+ *   or (exchanges that send none) its sequence was continuous and a REST snapshot agreed with it;
+ * - `resyncing`: a break was found (checksum mismatch, sequence gap, REST disagreement); a fresh
+ *   snapshot has been asked for and the book may be wrong until it is applied;
+ * - `stale`: no update within the books stale window: it may be out of date;
+ * - `unverified`: live and continuous as far as the client can tell, but nothing checked its content
+ *   (no checksum sent, no REST cross-check since the last snapshot). Records from before health
+ *   was kept read as `unverified`.
+ */
+export const BookHealthSchema = z.enum(['healthy', 'resyncing', 'stale', 'unverified']);
+
 /** Top-N order book snapshot; `seq` is the exchange's sequence (update id) where it gives one. */
 export const OrderBookSchema = z
   .object({
@@ -67,6 +80,8 @@ export const OrderBookSchema = z
     depth: z.number().int().positive().max(1000),
     bids: z.array(BookLevelSchema).max(1000).readonly(),
     asks: z.array(BookLevelSchema).max(1000).readonly(),
+    /** the book's health when this snapshot was taken (see BookHealthSchema) */
+    health: BookHealthSchema.default('unverified'),
   })
   .readonly();
 
@@ -119,6 +134,7 @@ export const MarketEventSchema = z.discriminatedUnion('type', [
 export type Trade = z.infer<typeof TradeSchema>;
 export type Ticker = z.infer<typeof TickerSchema>;
 export type BookLevel = z.infer<typeof BookLevelSchema>;
+export type BookHealth = z.infer<typeof BookHealthSchema>;
 export type OrderBook = z.infer<typeof OrderBookSchema>;
 export type Candle = z.infer<typeof CandleSchema>;
 export type CandleSource = z.infer<typeof CandleSourceSchema>;

@@ -1,5 +1,5 @@
 import { ValidationError } from '../domain/errors.js';
-import type { OrderBook, Ticker, Trade } from '../domain/index.js';
+import type { BookHealth, OrderBook, Ticker, Trade } from '../domain/index.js';
 import { z } from 'zod';
 import { OrderBookSchema, TickerSchema, TradeSchema } from '../domain/index.js';
 import { formatIssues } from '../domain/issues.js';
@@ -91,8 +91,11 @@ export function normalizeTicker(exchange: string, t: CcxtTickerLike, localTs: nu
   });
 }
 
-/** ccxt order book -> top-`depth` snapshot; `nonce` (the exchange's update id) becomes `seq`. */
-export function normalizeOrderBook(exchange: string, ob: CcxtOrderBookLike, depth: number, localTs: number): OrderBook {
+/**
+ * ccxt order book -> top-`depth` snapshot; `nonce` (the exchange's update id) becomes `seq`, and
+ * `health` is what the collector knows of the book (unverified unless it checked).
+ */
+export function normalizeOrderBook(exchange: string, ob: CcxtOrderBookLike, depth: number, localTs: number, health: BookHealth = 'unverified'): OrderBook {
   const levels = (side: readonly (readonly Num[])[]) => side.slice(0, depth).map((l) => [l[0], l[1]] as const);
   return check(OrderBookParser, 'order book', exchange, {
     type: 'book',
@@ -104,6 +107,7 @@ export function normalizeOrderBook(exchange: string, ob: CcxtOrderBookLike, dept
     depth,
     bids: levels(ob.bids),
     asks: levels(ob.asks),
+    health,
   });
 }
 

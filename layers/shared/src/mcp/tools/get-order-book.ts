@@ -24,6 +24,15 @@ const BookOutput = z
     bestAsk: z.number().nullable().describe('Lowest ask price; null when there are no asks.'),
     mid: z.number().nullable().describe('(bestBid + bestAsk) / 2; null when a side is empty.'),
     spread: z.number().nullable().describe('bestAsk - bestBid; null when a side is empty.'),
+    health: z
+      .enum(['healthy', 'resyncing', 'stale', 'unverified'])
+      .describe(
+        'How far the book could be trusted when this snapshot was taken. ' +
+          'healthy: verified (the exchange checksum matched every update, or the update sequence was continuous and a REST snapshot agreed); ' +
+          'resyncing: a break was found (checksum mismatch, sequence gap or REST disagreement) and a fresh snapshot was being fetched, so levels may be wrong; ' +
+          'stale: no update arrived within the stale window, so it may be out of date; ' +
+          'unverified: live and continuous as far as the collector could tell, but nothing checked its content (the exchange sends no checksum and no REST check has run since the last snapshot), also every snapshot stored before health was kept.',
+      ),
   })
   .nullable()
   .describe('Latest snapshot held; null when this market has no order book channel (see list_markets).');
@@ -44,7 +53,8 @@ export function registerGetOrderBookTool(server: McpServer, deps: McpDeps): void
       description:
         'Returns the latest stored top-N order book snapshot of one market: bids and asks as [price, amount] levels, best first, ' +
         'plus best bid/ask, mid and spread, with exchange time (ms epoch) and freshness (ageMs). ' +
-        'It is a periodic snapshot, not a live book: check freshness.ageMs. Use depth to return fewer levels. ' +
+        'It is a periodic snapshot, not a live book: check freshness.ageMs, and book.health (healthy, resyncing, stale or unverified) before relying on its levels. ' +
+        'Use depth to return fewer levels. ' +
         'Get valid exchange/symbol values from list_markets.',
       inputSchema: {
         ...marketInput,
@@ -91,5 +101,6 @@ function bookOut(b: OrderBook, depth: number): NonNullable<z.infer<typeof BookOu
     bestAsk,
     mid: both ? (bestBid + bestAsk) / 2 : null,
     spread: both ? bestAsk - bestBid : null,
+    health: b.health,
   };
 }

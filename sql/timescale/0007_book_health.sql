@@ -1,0 +1,11 @@
+-- Order book health (issue #6): every stored snapshot carries the health of the book it was taken
+-- from: 'healthy' (checksum-verified, or sequence-continuous and agreeing with a REST snapshot),
+-- 'resyncing' (a break was found; a fresh snapshot is on its way), 'stale' (no update within the
+-- stale window) or 'unverified' (nothing checked its content). Rows stored before health was kept
+-- read as 'unverified': nothing checked them.
+--
+-- No CHECK constraint: TimescaleDB does not add constraints to hypertables with compressed chunks
+-- (book_snapshots compresses after 2 days, 0002); the writer only stores zod-validated values.
+-- Adding a column with a constant default is a catalog change on PostgreSQL 11+ and is supported
+-- on compressed hypertables, so this is cheap on a large table.
+ALTER TABLE book_snapshots ADD COLUMN IF NOT EXISTS health text NOT NULL DEFAULT 'unverified';
