@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../layers/shared/src/domain/errors.js';
 import { parseMarkets } from '../layers/shared/src/config/markets.js';
+import { formatShard, parseShard, shardMarkets, type Shard } from '../layers/shared/src/config/shards.js';
 import { formatIssues } from '../layers/shared/src/domain/index.js';
 
 export { parseMarkets };
@@ -19,6 +20,10 @@ Options (each also readable from the environment variable in brackets):
                            "binance:BTC/USDT,ETH/USDT;kraken:BTC/USD"      [MARKETS]
                            (live: binance, coinbase and kraken BTC and ETH; sim: binance
                            BTC/USDT, ETH/USDT, SOL/USDT)
+  --shard INDEX/COUNT      collect only this shard's part of the markets, INDEX from 0:
+                           0/2 and 1/2 split them in two (docs/scale-out.md). Run one
+                           process per shard with a shared --database-url and its own
+                           --port (0: any)                                [SHARD] (0/1: all)
   --host HOST              MCP server address                             [MCP_HOST] (127.0.0.1)
   --port PORT              MCP server port, 0 for any free one           [MCP_PORT] (8787)
   --data-dir DIR           database, dev JWT secret                       [DATA_DIR] (./.data)
@@ -60,8 +65,10 @@ const OptionsSchema = z.object({
 });
 
 export interface LocalOptions extends Omit<z.infer<typeof OptionsSchema>, 'markets'> {
-  /** exchange id -> ccxt unified symbols */
+  /** exchange id -> ccxt unified symbols: this shard's part of --markets */
   readonly markets: ReadonlyMap<string, readonly string[]>;
+  /** --shard: which part of --markets this process collects */
+  readonly shard: Shard;
   readonly help: boolean;
 }
 
@@ -76,6 +83,7 @@ export function parseLocalOptions(argv: readonly string[], env: NodeJS.ProcessEn
       options: {
         source: { type: 'string' },
         markets: { type: 'string' },
+        shard: { type: 'string' },
         host: { type: 'string' },
         port: { type: 'string' },
         'data-dir': { type: 'string' },
@@ -106,10 +114,18 @@ export function parseLocalOptions(argv: readonly string[], env: NodeJS.ProcessEn
   });
   if (!parsed.success) throw new ConfigError(`invalid option: ${formatIssues(parsed.error.issues)}`);
   const o = parsed.data;
+  const shardText = values.shard ?? env.SHARD;
+  const shard = shardText === undefined ? { index: 0, count: 1 } : parseShard(String(shardText));
+  const all = parseMarkets(o.markets ?? DEFAULT_MARKETS[o.source]);
+  const markets = shardMarkets(all, shard);
+  if (markets.size === 0) {
+    throw new ConfigError(`--shard ${formatShard(shard)} gets none of the ${[...all.values()].flat().length} markets: use fewer shards or more markets`);
+  }
   return {
     ...o,
     dataDir: resolve(o.dataDir),
-    markets: parseMarkets(o.markets ?? DEFAULT_MARKETS[o.source]),
+    markets,
+    shard,
     help: values.help === true,
   };
 }

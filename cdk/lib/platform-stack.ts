@@ -148,6 +148,7 @@ export class PlatformStack extends Stack {
     this.collectorService = new CollectorService(this, 'CollectorService', {
       vpc: this.vpc,
       markets: config.collector.markets,
+      shards: config.collector.shards,
       ...(this.marketTopic ? { topic: this.marketTopic } : { stream: this.marketStream!.stream }),
       cpu: config.collector.cpu,
       memoryLimitMiB: config.collector.memoryLimitMiB,

@@ -41,7 +41,12 @@ export interface StageConfig {
   readonly collector: {
     /** MARKETS: `exchange:SYM,SYM;exchange:SYM` */
     readonly markets: string;
-    /** Fargate CPU units (1024 = 1 vCPU) */
+    /**
+     * collector services the markets are split across, one task each (SHARD=i/n); each must get a
+     * market (checked at synth); docs/scale-out.md says how many a given message rate needs
+     */
+    readonly shards: number;
+    /** Fargate CPU units (1024 = 1 vCPU), per shard */
     readonly cpu: number;
     readonly memoryLimitMiB: number;
   };
@@ -65,7 +70,7 @@ const STAGES: Readonly<Record<StageName, StageConfig>> = {
       retryAttempts: 3,
     },
     mcp: { cpu: 256, memoryLimitMiB: 512, desiredCount: 1 },
-    collector: { markets: LIVE_MARKETS, cpu: 256, memoryLimitMiB: 512 },
+    collector: { markets: LIVE_MARKETS, shards: 1, cpu: 256, memoryLimitMiB: 512 },
     logRetention: RetentionDays.ONE_WEEK,
     removalPolicy: RemovalPolicy.DESTROY,
     terminationProtection: false,
@@ -83,7 +88,8 @@ const STAGES: Readonly<Record<StageName, StageConfig>> = {
       retryAttempts: 5,
     },
     mcp: { cpu: 512, memoryLimitMiB: 1024, desiredCount: 1 },
-    collector: { markets: LIVE_MARKETS, cpu: 256, memoryLimitMiB: 512 },
+    // two shards before prod has them, so a rollout of sharding is tried where it is cheap
+    collector: { markets: LIVE_MARKETS, shards: 2, cpu: 256, memoryLimitMiB: 512 },
     logRetention: RetentionDays.ONE_MONTH,
     removalPolicy: RemovalPolicy.DESTROY,
     terminationProtection: false,
@@ -101,7 +107,8 @@ const STAGES: Readonly<Record<StageName, StageConfig>> = {
       retryAttempts: 10,
     },
     mcp: { cpu: 1024, memoryLimitMiB: 2048, desiredCount: 2 },
-    collector: { markets: LIVE_MARKETS, cpu: 512, memoryLimitMiB: 1024 },
+    // two shards: a failing task stops half the markets, not all
+    collector: { markets: LIVE_MARKETS, shards: 2, cpu: 512, memoryLimitMiB: 1024 },
     logRetention: RetentionDays.THREE_MONTHS,
     removalPolicy: RemovalPolicy.RETAIN,
     terminationProtection: true,

@@ -1,20 +1,43 @@
 // Fargate entry of the collector: configuration from the environment, exchange sockets through
-// ccxt.pro, events to the stream. SIGTERM (a deploy, a scale-in) drains the buffer first.
+// ccxt.pro, events to the stream, a disk journal for what the stream cannot take.
+// SIGTERM (a deploy, a scale-in): stop the watch loops, publish what the stream takes within
+// COLLECTOR_DRAIN_TIMEOUT_MS (default 20 s, under Fargate's 30 s stopTimeout), journal and fsync
+// the rest, exit 0. The next start publishes that journal first.
 import { startCollectorFromEnv } from '../../layers/shared/src/collector/collector-runtime.js';
 import { LogLevelSchema } from '../../layers/shared/src/config/env.js';
 import { createLogger } from '../../layers/shared/src/observability/logger.js';
 
+/** Past the drain deadline, this long for the journal's writes and fsync before the process gives up. */
+const JOURNAL_GRACE_MS = 5_000;
+
 const logger = createLogger({ level: LogLevelSchema.safeParse(process.env.LOG_LEVEL).data ?? 'info', fields: { fn: 'collector' } });
 const runtime = await startCollectorFromEnv(process.env, logger);
-logger.info('collector started', { exchanges: runtime.service.exchanges.map((c) => c.exchange.id) });
+logger.info('collector started', {
+  shard: `${runtime.shard.index}/${runtime.shard.count}`,
+  exchanges: runtime.service.exchanges.map((c) => c.exchange.id),
+  journalDir: runtime.service.journal?.dir,
+  journalBytes: runtime.service.batcher.journalBytes,
+});
 
 let stopping = false;
 const shutdown = async (signal: string) => {
   if (stopping) return;
   stopping = true;
-  logger.info('stopping', { signal });
-  await runtime.stop();
-  process.exit(0);
+  logger.info('stopping', { signal, drainTimeoutMs: runtime.drainTimeoutMs });
+  // a stop that hangs past its deadline must not outlive the task's stopTimeout silently
+  setTimeout(() => {
+    logger.error('shutdown overran its deadline; exiting without a clean journal close', { signal });
+    process.exit(1);
+  }, runtime.drainTimeoutMs + JOURNAL_GRACE_MS).unref();
+  try {
+    const summary = await runtime.shutdown();
+    // events lost to a full journal were logged as errors when it happened
+    logger.info('collector shut down', { signal, ...summary });
+    process.exit(0);
+  } catch (error) {
+    logger.error('shutdown failed', { signal, error });
+    process.exit(1);
+  }
 };
 process.once('SIGTERM', () => void shutdown('SIGTERM'));
 process.once('SIGINT', () => void shutdown('SIGINT'));

@@ -8,17 +8,25 @@ import { ContainerImage } from 'aws-cdk-lib/aws-ecs';
 import { Stream, StreamMode } from 'aws-cdk-lib/aws-kinesis';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { COLLECTOR_COMMAND, CollectorService, type CollectorServiceProps } from '../../cdk/lib/constructs/collector-service.js';
+import {
+  COLLECTOR_COMMAND,
+  COLLECTOR_JOURNAL_DIR,
+  CollectorService,
+  MAX_COLLECTOR_SHARDS,
+  type CollectorServiceProps,
+} from '../../cdk/lib/constructs/collector-service.js';
 import { MarketStream } from '../../cdk/lib/constructs/market-stream.js';
 import { MarketTopic } from '../../cdk/lib/constructs/market-topic.js';
 import { McpService, type McpServiceProps } from '../../cdk/lib/constructs/mcp-service.js';
 import { TimescaleWriter, type StoreWriterOptions } from '../../cdk/lib/constructs/store-writer.js';
 import { definePlatform } from '../../cdk/lib/platform-app.js';
-import type { PlatformStack } from '../../cdk/lib/platform-stack.js';
+import { PlatformStack } from '../../cdk/lib/platform-stack.js';
 import { InvalidPropsError } from '../../cdk/lib/prop-checks.js';
 import { repoPath } from '../../cdk/lib/repo-paths.js';
 import { stageConfigFor, UnknownStageError } from '../../cdk/lib/stage-config.js';
 import { CollectorEnvSchema, parseEnv } from '../../layers/shared/src/config/env.js';
+import { parseMarkets } from '../../layers/shared/src/config/markets.js';
+import { formatMarkets, parseShard, shardMarkets, shardSizes } from '../../layers/shared/src/config/shards.js';
 
 // The feature flags of cdk.json, so the tests synthesize what `cdk synth` does.
 const cdkJson = JSON.parse(readFileSync(repoPath('cdk.json'), 'utf8')) as { context: Record<string, unknown> };
@@ -41,14 +49,26 @@ const prodConfig = stageConfigFor('prod');
 
 type ContainerEnv = { Name: string; Value: unknown }[];
 
-/** Environment of the collector's container, as the template gives it. */
-function collectorEnv(template: Template): ContainerEnv {
+/** Environment of each collector container (one a shard), as the template gives it. */
+function collectorEnvs(template: Template): ContainerEnv[] {
   const defs = Object.values(template.findResources('AWS::ECS::TaskDefinition')).flatMap(
     (r) => (r['Properties'] as { ContainerDefinitions: { Name: string; Environment: ContainerEnv }[] }).ContainerDefinitions,
   );
-  const collector = defs.filter((d) => d.Name === 'collector');
-  expect(collector).toHaveLength(1);
-  return collector[0]!.Environment;
+  return defs.filter((d) => d.Name === 'collector').map((d) => d.Environment);
+}
+
+/** Environment of the collector's container, where there is one shard. */
+function collectorEnv(template: Template): ContainerEnv {
+  const envs = collectorEnvs(template);
+  expect(envs).toHaveLength(1);
+  return envs[0]!;
+}
+
+/** The string value of `name` in a container environment. */
+function envValue(env: ContainerEnv, name: string): string {
+  const value = env.find((e) => e.Name === name)?.Value;
+  expect(typeof value, name).toBe('string');
+  return value as string;
 }
 
 /**
@@ -361,6 +381,29 @@ describe('PlatformStack: collector', () => {
     });
   });
 
+  it('gives SIGTERM a minute to drain, restarts a crashed collector in its task, and journals to a task volume', () => {
+    dev.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      Volumes: [{ Name: 'journal' }],
+      ContainerDefinitions: [
+        Match.objectLike({
+          Name: 'collector',
+          StopTimeout: 60,
+          RestartPolicy: { Enabled: true, IgnoredExitCodes: [0], RestartAttemptPeriod: 60 },
+          MountPoints: [{ SourceVolume: 'journal', ContainerPath: COLLECTOR_JOURNAL_DIR, ReadOnly: false }],
+        }),
+      ],
+    });
+    const env = collectorEnv(dev);
+    expect(env).toEqual(
+      expect.arrayContaining([
+        { Name: 'COLLECTOR_JOURNAL_DIR', Value: COLLECTOR_JOURNAL_DIR },
+        // drains for the stop timeout less 10 s, then journals and exits before ECS kills it
+        { Name: 'COLLECTOR_DRAIN_TIMEOUT_MS', Value: '50000' },
+        { Name: 'SHARD', Value: '0/1' },
+      ]),
+    );
+  });
+
   it('publishes to the Kinesis stream: its name and the stage markets in the environment, PutRecords granted', () => {
     const streamId = onlyId(dev, 'AWS::Kinesis::Stream');
     const env = collectorEnv(dev);
@@ -383,6 +426,144 @@ describe('PlatformStack: collector', () => {
     });
     const config = parseEnv(CollectorEnvSchema, asDeployed(env, { STREAM_NAME: 'Qicore-dev-MarketStream', AWS_REGION: 'eu-west-1' }));
     expect(config).toMatchObject({ STREAM_KIND: 'kinesis', KAFKA_AUTH: 'none' });
+  });
+});
+
+describe('PlatformStack: collector shards', () => {
+  it('runs one service per stage shard, each told its shard and given its part of the stage markets', () => {
+    expect(prodConfig.collector.shards).toBe(2);
+    const envs = collectorEnvs(prod);
+    expect(envs).toHaveLength(prodConfig.collector.shards);
+    const serviceIds = Object.keys(prod.findResources('AWS::ECS::Service')).filter((id) => id.startsWith('CollectorService'));
+    expect(serviceIds).toHaveLength(prodConfig.collector.shards);
+    const all = parseMarkets(prodConfig.collector.markets);
+    const shards = envs.map((env) => parseShard(envValue(env, 'SHARD')));
+    expect(shards.map((sh) => `${sh.index}/${sh.count}`).sort()).toEqual(['0/2', '1/2']);
+    // every market is collected by exactly one task, and a task's runtime re-applying the rule keeps all it got
+    const got = envs.map((env) => parseMarkets(envValue(env, 'MARKETS')));
+    const collected = got.flatMap((m) => [...m].flatMap(([e, ss]) => ss.map((sym) => `${e}:${sym}`)));
+    expect(collected.sort()).toEqual([...all].flatMap(([e, ss]) => ss.map((sym) => `${e}:${sym}`)).sort());
+    got.forEach((markets, i) => {
+      expect(markets).toEqual(shardMarkets(all, shards[i]!));
+      expect(shardMarkets(markets, shards[i]!)).toEqual(markets);
+    });
+    // and the runtime's schema takes every shard's environment
+    for (const env of envs) {
+      parseEnv(CollectorEnvSchema, asDeployed(env, { STREAM_NAME: 'Qicore-prod-MarketStream', AWS_REGION: 'eu-west-1' }));
+    }
+  });
+
+  it("gives each shard its own log group with the stage retention, and its container that group", () => {
+    const logIds = Object.keys(prod.findResources('AWS::Logs::LogGroup')).filter((id) => id.startsWith('CollectorService'));
+    expect(logIds).toHaveLength(prodConfig.collector.shards);
+    for (const id of logIds) {
+      expect(prod.findResources('AWS::Logs::LogGroup')[id]).toMatchObject({
+        Properties: { RetentionInDays: 90 },
+        DeletionPolicy: 'Retain',
+      });
+    }
+    type Def = { Properties: { ContainerDefinitions: { Name: string; LogConfiguration: { Options: Record<string, unknown> } }[] } };
+    const groups = Object.values(prod.findResources('AWS::ECS::TaskDefinition') as Record<string, Def>)
+      .flatMap((d) => d.Properties.ContainerDefinitions)
+      .filter((c) => c.Name === 'collector')
+      .map((c) => (c.LogConfiguration.Options['awslogs-group'] as { Ref: string }).Ref);
+    expect(groups.sort()).toEqual(logIds.sort());
+  });
+
+  it('shares one task role, granted the stream once, and one execution role between the shards', () => {
+    const streamId = onlyId(prod, 'AWS::Kinesis::Stream');
+    type Def = { Properties: { TaskRoleArn: unknown; ExecutionRoleArn: unknown; ContainerDefinitions: { Name: string }[] } };
+    const defs = Object.values(prod.findResources('AWS::ECS::TaskDefinition') as Record<string, Def>).filter((d) =>
+      d.Properties.ContainerDefinitions.some((c) => c.Name === 'collector'),
+    );
+    expect(defs).toHaveLength(2);
+    expect(new Set(defs.map((d) => JSON.stringify(d.Properties.TaskRoleArn))).size).toBe(1);
+    expect(new Set(defs.map((d) => JSON.stringify(d.Properties.ExecutionRoleArn))).size).toBe(1);
+    const roleId = (defs[0]!.Properties.TaskRoleArn as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
+    type Policy = { Properties: { Roles: { Ref: string }[]; PolicyDocument: { Statement: { Action: string | string[]; Resource: unknown }[] } } };
+    const writers = Object.values(prod.findResources('AWS::IAM::Policy') as Record<string, Policy>).filter((p) =>
+      p.Properties.PolicyDocument.Statement.some((st) => [st.Action].flat().includes('kinesis:PutRecords')),
+    );
+    expect(writers.map((p) => p.Properties.Roles)).toEqual([[{ Ref: roleId }]]);
+    expect(JSON.stringify(writers[0]!.Properties.PolicyDocument)).toContain(JSON.stringify({ 'Fn::GetAtt': [streamId, 'Arn'] }));
+  });
+
+  const shardFixture = () => {
+    const stack = new Stack(appWith({}), 'Shards');
+    const vpc = new Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 1 });
+    const stream = new Stream(stack, 'Stream');
+    const image = ContainerImage.fromRegistry('public.ecr.aws/docker/library/node:22-slim');
+    return { stack, vpc, stream, image };
+  };
+  // 30 markets over three exchanges: five shards of them are all non-empty
+  const tenOf = (quote: string) => Array.from({ length: 10 }, (_, i) => `C${i}/${quote}`).join(',');
+  const MANY = `binance:${tenOf('USDT')};okx:${tenOf('USDT')};kraken:${tenOf('USD')}`;
+
+  it('builds N services, N task definitions and N log groups for shards=N, in one cluster and one security group', () => {
+    expect(shardSizes(parseMarkets(MANY), 5)).not.toContain(0);
+    const { stack, vpc, stream, image } = shardFixture();
+    const collector = new CollectorService(stack, 'Collector', { vpc, stream, image, markets: MANY, shards: 5 });
+    const t = Template.fromStack(stack);
+    t.resourceCountIs('AWS::ECS::Service', 5);
+    t.resourceCountIs('AWS::ECS::TaskDefinition', 5);
+    t.resourceCountIs('AWS::Logs::LogGroup', 5);
+    t.resourceCountIs('AWS::ECS::Cluster', 1);
+    t.resourceCountIs('AWS::EC2::SecurityGroup', 1);
+    type Def = { Properties: { TaskRoleArn: unknown; ExecutionRoleArn: unknown } };
+    const defs = Object.values(t.findResources('AWS::ECS::TaskDefinition') as Record<string, Def>);
+    expect(new Set(defs.map((d) => JSON.stringify([d.Properties.TaskRoleArn, d.Properties.ExecutionRoleArn]))).size).toBe(1);
+    expect(collector.shards.map((sh) => `${sh.shard.index}/${sh.shard.count}`)).toEqual(['0/5', '1/5', '2/5', '3/5', '4/5']);
+    const envs = collectorEnvs(t);
+    expect(envs.map((env) => envValue(env, 'SHARD')).sort()).toEqual(['0/5', '1/5', '2/5', '3/5', '4/5']);
+    const all = parseMarkets(MANY);
+    for (const env of envs) {
+      const shard = parseShard(envValue(env, 'SHARD'));
+      expect(envValue(env, 'MARKETS')).toBe(formatMarkets(shardMarkets(all, shard)));
+    }
+    // shard 0 keeps the ids of the single collector; the others live under Shard<i>
+    expect(Object.keys(t.findResources('AWS::ECS::Service')).sort()).toEqual([
+      expect.stringMatching(/^CollectorService[0-9A-F]{8}$/),
+      expect.stringMatching(/^CollectorShard1Service/),
+      expect.stringMatching(/^CollectorShard2Service/),
+      expect.stringMatching(/^CollectorShard3Service/),
+      expect.stringMatching(/^CollectorShard4Service/),
+    ]);
+  });
+
+  it('rejects more shards than markets, a shard that would be empty, and counts or stop timeouts out of range', () => {
+    const { stack, vpc, stream, image } = shardFixture();
+    const live = devConfig.collector.markets; // six markets
+    const collector = (id: string, props: Partial<CollectorServiceProps>) => () =>
+      new CollectorService(stack, id, { vpc, stream, image, markets: live, ...props });
+    expect(collector('Seven0', { shards: 7 })).toThrow(InvalidPropsError);
+    expect(collector('Seven', { shards: 7 })).toThrow(
+      'Seven shards 7 exceeds the 6 markets to collect: every shard needs a market; 4 is the largest count that fills every shard, or add markets',
+    );
+    expect(shardSizes(parseMarkets(live), 5)).toEqual([2, 1, 2, 1, 0]);
+    expect(collector('Five', { shards: 5 })).toThrow(
+      'Five shards 5: shard 4/5 would collect nothing (markets per shard: 2, 1, 2, 1, 0); 4 is the largest count below 5 that fills every shard; or add markets',
+    );
+    expect(collector('Zero', { shards: 0 })).toThrow(/Zero shards must be an integer from 1 to 120 .* got 0/);
+    expect(collector('Half', { shards: 1.5 })).toThrow(/Half shards .* got 1.5/);
+    expect(collector('Slow', { stopTimeout: Duration.seconds(150) })).toThrow(/Slow stopTimeout \(seconds\) must be an integer from 2 to 120 \(the Fargate limit\), got 150/);
+    expect(collector('Four', { shards: 4 })).not.toThrow();
+  });
+
+  it(`synthesizes the most shards one stack takes (${MAX_COLLECTOR_SHARDS}) under CloudFormation's 500 resources`, () => {
+    // enough markets that every one of the shards gets some (about 17 each)
+    const exchanges = ['binance', 'okx', 'bybit', 'coinbase', 'kraken', 'bitget', 'kucoin', 'gate', 'mexc', 'htx'];
+    const markets = exchanges.map((e) => `${e}:${Array.from({ length: 200 }, (_, i) => `C${i}/USDT`).join(',')}`).join(';');
+    expect(shardSizes(parseMarkets(markets), MAX_COLLECTOR_SHARDS)).not.toContain(0);
+    const stack = new PlatformStack(appWith({}), 'Biggest', {
+      config: { ...prodConfig, collector: { ...prodConfig.collector, markets, shards: MAX_COLLECTOR_SHARDS } },
+      streamKind: 'msk',
+      ...PROD_AUTH,
+    });
+    const template = Template.fromStack(stack).toJSON() as { Resources: Record<string, unknown> };
+    expect(collectorEnvs(Template.fromStack(stack))).toHaveLength(MAX_COLLECTOR_SHARDS);
+    expect(Object.keys(template.Resources).length).toBeLessThanOrEqual(500);
+    // the markets are split, not copied into every task: the template stays under CloudFormation's 1 MB
+    expect(JSON.stringify(template).length).toBeLessThan(1_000_000);
   });
 });
 

@@ -38,4 +38,18 @@ describe('local runner options', () => {
     expect(() => parseMarkets('Binance!:BTC/USDT')).toThrow(/exchange id/);
     expect(() => parseMarkets('binance:BTCUSDT')).toThrow(/unified symbol/);
   });
+
+  it('collects only the --shard (or SHARD) part of the markets, and names a bad or empty shard', () => {
+    const six = 'binance:BTC/USDT,ETH/USDT;coinbase:BTC/USD,ETH/USD;kraken:BTC/USD,ETH/USD';
+    const first = parseLocalOptions(['--source', 'sim', '--markets', six, '--shard', '0/2'], {});
+    const second = parseLocalOptions(['--source', 'sim', '--markets', six], { SHARD: '1/2' });
+    expect(second.shard).toEqual({ index: 1, count: 2 });
+    // the two halves are disjoint and cover the six markets
+    const flat = (m: ReadonlyMap<string, readonly string[]>) => [...m].flatMap(([e, ss]) => ss.map((s) => `${e}:${s}`));
+    expect([...flat(first.markets), ...flat(second.markets)].sort()).toEqual(flat(parseMarkets(six)).sort());
+    expect(flat(first.markets).filter((m) => flat(second.markets).includes(m))).toEqual([]);
+    expect(() => parseLocalOptions(['--shard', '2/2'], {})).toThrow(/0\/2 or 1\/2/);
+    expect(() => parseLocalOptions(['--markets', 'binance:BTC/USDT', '--shard', '0/2'], {})).toThrow(/gets none of the 1 markets/);
+    expect(parseLocalOptions([], {}).shard).toEqual({ index: 0, count: 1 });
+  });
 });

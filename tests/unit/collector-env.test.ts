@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CollectorEnvSchema, parseEnv } from '../../layers/shared/src/config/env.js';
 import { ConfigError } from '../../layers/shared/src/domain/errors.js';
+import { journalDirFor } from '../../layers/shared/src/collector/collector-runtime.js';
 
 const base = { MARKETS: 'binance:BTC/USDT', STREAM_NAME: 'market-events' };
 
@@ -45,5 +46,13 @@ describe('collector environment: Kafka auth (MSK IAM)', () => {
     expect(() => parseEnv(CollectorEnvSchema, { ...kafka, KAFKA_AUTH: 'iam', AWS_REGION: 'eu-west-1', KAFKA_SSL: 'false' })).toThrow(
       /KAFKA_SSL.*KAFKA_AUTH=iam needs TLS/,
     );
+  });
+
+  it('reads SHARD as INDEX/COUNT and keeps each shard its own journal', () => {
+    const e = parseEnv(CollectorEnvSchema, { ...base, SHARD: '0/3' });
+    expect(e.SHARD).toEqual({ index: 0, count: 3 });
+    expect(() => parseEnv(CollectorEnvSchema, { ...base, SHARD: '3/3' })).toThrow(/SHARD.*0\/3, 1\/3 or 2\/3/);
+    expect(journalDirFor(e)).not.toBe(journalDirFor(parseEnv(CollectorEnvSchema, { ...base, SHARD: '1/3' })));
+    expect(journalDirFor(parseEnv(CollectorEnvSchema, base))).toBe(journalDirFor(parseEnv(CollectorEnvSchema, { ...base, SHARD: '0/1' })));
   });
 });

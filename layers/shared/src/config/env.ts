@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ConfigError } from '../domain/errors.js';
 import { formatIssues } from '../domain/issues.js';
+import { ShardSchema } from './shards.js';
 
 /** Parses `env` with `schema` at start-up; a missing or bad variable fails fast naming it. */
 export function parseEnv<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv = process.env): z.infer<S> {
@@ -90,6 +91,8 @@ export const CollectorEnvSchema = z
   .object({
     /** `exchange:SYM,SYM;exchange:SYM` */
     MARKETS: z.string().min(1),
+    /** `INDEX/COUNT` (INDEX from 0): collect only the markets of MARKETS that shard gets (config/shards.ts); all of them when unset */
+    SHARD: ShardSchema.optional(),
     /** kinesis (default) or kafka (Redpanda, MSK, librdkafka's mock) */
     STREAM_KIND: z.enum(['kinesis', 'kafka']).default('kinesis'),
     /** the Kinesis stream, or the Kafka topic */
@@ -112,7 +115,41 @@ export const CollectorEnvSchema = z
     EXCHANGE_REST_URL: z.string().url().optional(),
     EXCHANGE_WS_URL: z.string().regex(/^wss?:\/\//, 'a ws:// or wss:// URL').optional(),
     BOOK_INTERVAL_MS: z.coerce.number().int().min(0).max(60_000).default(1_000),
+    /**
+     * where events wait on disk while the stream is down (and across a restart); default ./.data/journal.
+     * Each stream gets a directory of its own in it (`kinesis-<STREAM_NAME>`, `kafka-<STREAM_NAME>`),
+     * used by one collector process at a time. On Fargate: a path on the task's ephemeral storage,
+     * which survives a restart of the container within the task but not the task (a replaced task
+     * starts with an empty journal).
+     */
+    COLLECTOR_JOURNAL_DIR: z.string().min(1).default('./.data/journal'),
+    /** cap on the journal's bytes on disk: past it new events are dropped (counted, logged as errors); default 2 GiB */
+    COLLECTOR_JOURNAL_MAX_BYTES: z.coerce
+      .number()
+      .int()
+      .min(1024 * 1024, 'at least 1 MiB (1048576)')
+      .default(2 * 1024 * 1024 * 1024),
+    /** a journal segment is closed at this size (and deleted once published); default 8 MiB */
+    COLLECTOR_JOURNAL_SEGMENT_BYTES: z.coerce
+      .number()
+      .int()
+      .min(64 * 1024, 'at least 64 KiB (65536)')
+      .max(256 * 1024 * 1024, 'at most 256 MiB (268435456): replay reads a segment whole')
+      .default(8 * 1024 * 1024),
+    /** events held in memory at most; past it they go to the journal; default 100000 (about 20 MB of trades; book snapshots weigh more) */
+    COLLECTOR_MAX_BUFFERED_EVENTS: z.coerce.number().int().min(1_000).default(100_000),
+    /** publishes failing this long mean the stream is down: events then go to the journal as they come; default 5000 */
+    COLLECTOR_SPILL_AFTER_MS: z.coerce.number().int().min(0).max(600_000).default(5_000),
+    /**
+     * on SIGTERM, how long the collector keeps publishing before the journal takes the rest; default
+     * 20000, under Fargate's default stopTimeout of 30 s (raise stopTimeout, at most 120 s, to go higher)
+     */
+    COLLECTOR_DRAIN_TIMEOUT_MS: z.coerce.number().int().min(0).max(110_000, 'at most 110000: Fargate stops a task at most 120 s after SIGTERM').default(20_000),
     LOG_LEVEL: LogLevelSchema,
+  })
+  .refine((e) => e.COLLECTOR_JOURNAL_SEGMENT_BYTES <= e.COLLECTOR_JOURNAL_MAX_BYTES, {
+    message: 'COLLECTOR_JOURNAL_SEGMENT_BYTES must not exceed COLLECTOR_JOURNAL_MAX_BYTES',
+    path: ['COLLECTOR_JOURNAL_SEGMENT_BYTES'],
   })
   .refine((e) => (e.EXCHANGE_REST_URL === undefined) === (e.EXCHANGE_WS_URL === undefined), {
     message: 'set both EXCHANGE_REST_URL and EXCHANGE_WS_URL, or neither',
