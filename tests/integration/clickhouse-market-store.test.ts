@@ -33,10 +33,10 @@ describeWithService('clickhouse', 'ClickHouseMarketStore', (url) => {
 
   it('records the applied migration with its checksum; re-running applies nothing', async () => {
     const rows = await ch.query<{ version: string; checksum: string }>(sql`SELECT version, checksum FROM schema_migrations`);
-    expect(rows.map((r) => r.version).sort()).toEqual(['0001', '0002']);
+    expect(rows.map((r) => r.version).sort()).toEqual(['0001', '0002', '0003', '0004']);
     for (const r of rows) expect(r.checksum).toMatch(/^[0-9a-f]{64}$/);
     const again = await runClickHouseMigrations(ch);
-    expect(again).toEqual({ applied: [], alreadyApplied: 2 });
+    expect(again).toEqual({ applied: [], alreadyApplied: 4 });
   });
 
   it('refuses a migration file edited after it was applied', async () => {
@@ -74,12 +74,12 @@ describeWithService('clickhouse', 'ClickHouseMarketStore', (url) => {
 
     const candles = await store.candles({ exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1m', limit: 10 });
     expect(candles).toEqual([
-      { exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1m', ts: T0, open: 100, high: 103, low: 98, close: 98, volume: 3.5, trades: 3, source: 'trades' },
-      { exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1m', ts: T0 + MIN, open: 101, high: 101, low: 101, close: 101, volume: 4, trades: 1, source: 'trades' },
+      { exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1m', ts: T0, open: 100, high: 103, low: 98, close: 98, volume: 3.5, trades: 3, source: 'trades', minutes: 1 },
+      { exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1m', ts: T0 + MIN, open: 101, high: 101, low: 101, close: 101, volume: 4, trades: 1, source: 'trades', minutes: 1 },
     ]);
     const hourly = await store.candles({ exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1h', limit: 10 });
     expect(hourly).toEqual([
-      { exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1h', ts: T0, open: 100, high: 103, low: 98, close: 101, volume: 7.5, trades: 4, source: 'trades' },
+      { exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1h', ts: T0, open: 100, high: 103, low: 98, close: 101, volume: 7.5, trades: 4, source: 'trades', minutes: 2 },
     ]);
   });
 
@@ -232,7 +232,7 @@ describeWithService('clickhouse', 'ClickHouseMarketStore', (url) => {
         volume: '0.1', trades: 0, version: 1,
       }));
       await old.insert('candles_in', minutes);
-      expect((await runClickHouseMigrations(old)).applied).toEqual(['0002_candle_rollups.sql']);
+      expect((await runClickHouseMigrations(old)).applied).toEqual(['0002_candle_rollups.sql', '0003_book_health.sql', '0004_rollup_minutes.sql']);
       const reader = new ClickHouseMarketStore(old);
       const q = { exchange: 'binance', symbol: 'BTC/USDT', limit: 10 } as const;
       expect(await reader.candles({ ...q, timeframe: '1h' })).toMatchObject([

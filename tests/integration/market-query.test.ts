@@ -31,6 +31,14 @@ describe('MarketQueryService.getCandles, latest N', () => {
     expect(page.candles.at(-1)!.ts).toBe(T0 + 10 * DAY + 4 * MIN);
     expect(page.candles[0]!.ts).toBe(T0 + 55 * MIN);
     expect(page.nextCursor).not.toBeNull();
+    // the 10 days between are one range, not 14 000 flat candles; no ledger, so no claim of a quiet market
+    // minute 5 after the gap has ended with no trade: after the newest data held
+    expect(page.gaps).toEqual([
+      { from: T0 + 100 * MIN, to: T0 + 10 * DAY, buckets: 10 * 1_440 - 100, reason: 'unverified' },
+      { from: T0 + 10 * DAY + 5 * MIN, to: T0 + 10 * DAY + 6 * MIN, buckets: 1, reason: 'after_last_data' },
+    ]);
+    expect(page.window).toEqual({ from: T0 + 55 * MIN, to: T0 + 10 * DAY + 6 * MIN });
+    expect(page.missingBuckets).toBe(10 * 1_440 - 100 + 1);
   });
 
   it('returns everything there is when N exceeds the history', async () => {

@@ -250,20 +250,43 @@ describe('MCP server over Streamable HTTP', () => {
         trades: inside.length,
         closed: minute < 2,
         source: 'trades',
+        // every minute holds trades, and this server has no ledger to report feed gaps from
+        missingMinutes: 0,
+        feedGap: null,
+        complete: true,
       };
     });
-    const out = await ok<{ timeframe: string; candles: Json[]; nextCursor: string | null; freshness: Freshness }>('get_candles', BTC);
+    const out = await ok<{ timeframe: string; candles: Json[]; gaps: Json[]; missingBuckets: number; ledger: string; nextCursor: string | null; freshness: Freshness }>('get_candles', BTC);
     expect(out.timeframe).toBe('1m');
     expect(out.candles).toEqual(expected);
+    expect(out.gaps).toEqual([]);
+    expect(out.missingBuckets).toBe(0);
+    expect(out.ledger).toBe('absent');
     expect(out.nextCursor).toBeNull();
     expectFresh(out.freshness, seededTrades.at(-1)!.ts);
 
     const stored = await store.candles({ ...BTC, timeframe: '1m', limit: 10 });
-    expect(out.candles.map(({ closed: _c, ...c }) => c)).toEqual(stored.map(({ exchange: _e, symbol: _s, timeframe: _t, ...c }) => c));
+    expect(out.candles.map(({ closed: _c, missingMinutes: _m, feedGap: _f, complete: _x, ...c }) => c)).toEqual(
+      stored.map(({ exchange: _e, symbol: _s, timeframe: _t, minutes: _n, ...c }) => c),
+    );
 
+    // the forming 5m candle: minutes 0 and 1 have ended and hold trades, minute 2 is forming
     const fiveMin = await ok<{ candles: Json[] }>('get_candles', { ...BTC, timeframe: '5m' });
     expect(fiveMin.candles).toEqual([
-      { ts: T0, open: 100, high: 106, low: 100, close: expected[2]!.close, volume: expected.reduce((s, c) => s + c.volume, 0), trades: TRADES, closed: false, source: 'trades' },
+      {
+        ts: T0,
+        open: 100,
+        high: 106,
+        low: 100,
+        close: expected[2]!.close,
+        volume: expected.reduce((s, c) => s + c.volume, 0),
+        trades: TRADES,
+        closed: false,
+        source: 'trades',
+        missingMinutes: 0,
+        feedGap: null,
+        complete: true,
+      },
     ]);
 
     const paged = await ok<{ candles: Json[]; nextCursor: string }>('get_candles', { ...BTC, limit: 2 });

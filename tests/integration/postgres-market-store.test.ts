@@ -58,12 +58,12 @@ forEachStoreBackend('PostgresMarketStore', (backend, serverUrl) => {
 
     const candles = await store.candles({ exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1m', limit: 10 });
     expect(candles).toEqual([
-      { exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1m', ts: T0, open: 100, high: 103, low: 98, close: 98, volume: 3.5, trades: 3, source: 'trades' },
-      { exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1m', ts: T0 + MIN, open: 101, high: 101, low: 101, close: 101, volume: 4, trades: 1, source: 'trades' },
+      { exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1m', ts: T0, open: 100, high: 103, low: 98, close: 98, volume: 3.5, trades: 3, source: 'trades', minutes: 1 },
+      { exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1m', ts: T0 + MIN, open: 101, high: 101, low: 101, close: 101, volume: 4, trades: 1, source: 'trades', minutes: 1 },
     ]);
     const hourly = await store.candles({ exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1h', limit: 10 });
     expect(hourly).toEqual([
-      { exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1h', ts: T0, open: 100, high: 103, low: 98, close: 101, volume: 7.5, trades: 4, source: 'trades' },
+      { exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1h', ts: T0, open: 100, high: 103, low: 98, close: 101, volume: 7.5, trades: 4, source: 'trades', minutes: 2 },
     ]);
   });
 

@@ -75,6 +75,24 @@ export interface CandleQuery {
   readonly limit: number;
 }
 
+/** 1m candles held per bucket of `timeframe`, over the minutes in [since, until). */
+export interface CandleMinutesQuery {
+  readonly exchange: string;
+  readonly symbol: string;
+  readonly timeframe: Timeframe;
+  /** minute open time, inclusive */
+  readonly since: number;
+  /** minute open time, exclusive */
+  readonly until: number;
+}
+
+/** How many distinct minutes of a bucket hold a 1m candle (a minute with both sources counts once). */
+export interface BucketMinutes {
+  /** the bucket's open time */
+  readonly ts: number;
+  readonly minutes: number;
+}
+
 /** A time range of one market's trades, for volume and VWAP. */
 export interface TradeStatsQuery {
   readonly exchange: string;
@@ -104,6 +122,8 @@ export type StoredCandle = Omit<Candle, 'closed' | 'type' | 'source'> & {
   readonly trades: number;
   /** `mixed` when a rolled-up candle spans minutes of both sources */
   readonly source: CandleSource | 'mixed';
+  /** 1m candles the bucket holds (1 at 1m); null or absent where the store did not count them */
+  readonly minutes?: number | null;
 };
 
 /** Read side of the market store. */
@@ -116,6 +136,8 @@ export interface MarketReader {
   tradeStats(query: TradeStatsQuery): Promise<TradeStats>;
   /** Candles of `timeframe`, rolled up from 1m where needed; ascending unless newestFirst. */
   candles(query: CandleQuery): Promise<readonly StoredCandle[]>;
+  /** Minutes held per bucket, ascending, buckets without any left out (rolled-up candles' completeness). */
+  candleMinutes?(query: CandleMinutesQuery): Promise<readonly BucketMinutes[]>;
 }
 
 export interface MarketStore extends MarketWriter, MarketReader {

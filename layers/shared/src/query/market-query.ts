@@ -1,7 +1,7 @@
 import { PlatformError, ValidationError } from '../domain/errors.js';
 import type { Candle, OrderBook, Ticker, Timeframe, Trade } from '../domain/index.js';
 import { bucketStart, timeframeMs } from '../domain/index.js';
-import type { Channel, Clock, FeedCoverage, MarketReader, StoredCandle, TradeStats } from '../ports/index.js';
+import type { Channel, Clock, FeedCoverage, GapRecord, LedgerReader, MarketReader, StoredCandle, TradeStats } from '../ports/index.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 
 /** Exchange or symbol the store holds no data for; carries what it does hold. */
@@ -24,9 +24,30 @@ export interface QueryLimits {
   readonly closeAfterMs: number;
   /** most candles one server-side computation (indicators) may read */
   readonly maxHistoryBars: number;
+  /** most gap ranges one candle page lists (the rest is counted) */
+  readonly maxGapRanges: number;
+  /** rolled-up pages spanning more minutes than this are not counted (missingMinutes null): the count scans every minute */
+  readonly maxCountedMinutes: number;
 }
 
-export const DEFAULT_QUERY_LIMITS: QueryLimits = { defaultLimit: 100, maxLimit: 1000, closeAfterMs: 60_000, maxHistoryBars: 5_000 };
+export const DEFAULT_QUERY_LIMITS: QueryLimits = {
+  defaultLimit: 100,
+  maxLimit: 1000,
+  closeAfterMs: 60_000,
+  maxHistoryBars: 5_000,
+  maxGapRanges: 100,
+  maxCountedMinutes: 20_000,
+};
+
+const MINUTE_MS = 60_000;
+/** Ledger gaps read per request, and requests per page at most. */
+const LEDGER_PAGE = 500;
+const LEDGER_PAGES = 4;
+/**
+ * A hole is detected (collector clock) once the trade after it arrives, so a gap touching a window
+ * was detected after the window opened; this much earlier covers exchange-vs-collector clock skew.
+ */
+const DETECTION_SKEW_MS = 5 * MINUTE_MS;
 
 /** Age of the newest data behind an answer. */
 export interface Freshness {
@@ -66,13 +87,57 @@ export interface TradesPage {
   readonly freshness: Freshness;
 }
 
-export type CandleView = Omit<Candle, 'type' | 'source'> & Pick<StoredCandle, 'trades' | 'source'>;
+export type CandleView = Omit<Candle, 'type' | 'source'> & Pick<StoredCandle, 'trades' | 'source' | 'minutes'>;
+
+/** What the completeness ledger says about the trade feed over a bucket (the worst gap touching it). */
+export type FeedGapState = 'unfilled' | 'open' | 'filled';
+
+/** A candle of a page, with what is known about its completeness. */
+export type CandlePageItem = CandleView & {
+  /**
+   * Minutes of the bucket that have ended and hold no 1m candle (no trade collected, no exchange
+   * candle); 0 for 1m candles; null when not counted (the store cannot, or the page spans more
+   * than `maxCountedMinutes`).
+   */
+  readonly missingMinutes: number | null;
+  /** the worst ledger gap of the trade feed touching the bucket; null when none is recorded */
+  readonly feedGap: FeedGapState | null;
+};
+
+/**
+ * Why buckets of a page's window hold no candle:
+ * - `no_trades`: nothing stored, and the ledger records no feed gap over them (or one that was filled):
+ *   no trade was collected there - a quiet or illiquid market, not lost data;
+ * - `feed_gap_unfilled`: the ledger records a hole in the trade feed there that could not be filled: trades are lost;
+ * - `feed_gap_open`: the ledger records a hole there that is being filled now;
+ * - `before_first_data` / `after_last_data`: outside the range the store holds for the market at all;
+ * - `unverified`: nothing stored, and no completeness ledger to tell a quiet market from lost data.
+ */
+export type CandleGapReason = 'no_trades' | 'feed_gap_unfilled' | 'feed_gap_open' | 'before_first_data' | 'after_last_data' | 'unverified';
+
+/** Consecutive buckets without a candle, [from, to) in open times, all for one reason. */
+export interface CandleGap {
+  readonly from: number;
+  readonly to: number;
+  readonly buckets: number;
+  readonly reason: CandleGapReason;
+}
 
 export interface CandlesPage {
   /** always oldest first */
-  readonly candles: readonly CandleView[];
+  readonly candles: readonly CandlePageItem[];
   readonly nextCursor: string | null;
   readonly freshness: Freshness;
+  /** the buckets this page accounts for, [from, to) in open times: each is a candle or in a gap; consecutive pages' windows meet */
+  readonly window: { readonly from: number; readonly to: number };
+  /** missing buckets of the window merged into ranges, oldest first, at most `maxGapRanges` of them */
+  readonly gaps: readonly CandleGap[];
+  /** ranges left out of `gaps` (the newest ones) to keep the answer bounded */
+  readonly gapsOmitted: number;
+  /** missing buckets in the whole window, omitted ranges included */
+  readonly missingBuckets: number;
+  /** whether the completeness ledger was consulted: 'partial' when it holds more gaps than one answer reads */
+  readonly ledger: 'checked' | 'partial' | 'absent';
 }
 
 export interface TradeStatsView extends TradeStats {
@@ -276,8 +341,12 @@ export class MarketQueryService {
     };
   }
 
-  /** Candles of any supported timeframe (rolled up from 1m), each marked closed or forming. */
-  async getCandles(req: CandlesRequest): Promise<CandlesPage> {
+  /**
+   * Candles of any supported timeframe (rolled up from 1m), each marked closed or forming, with every
+   * bucket of the page's window that holds no candle reported in `gaps` (never as a flat candle), why
+   * (from the completeness `ledger` when given), and each rolled-up candle's missing minutes.
+   */
+  async getCandles(req: CandlesRequest, ledger?: LedgerReader): Promise<CandlesPage> {
     const feed = await this.requireMarket(req.exchange, req.symbol);
     const limit = this.limit(req.limit);
     const size = timeframeMs(req.timeframe);
@@ -304,12 +373,83 @@ export class MarketQueryService {
       newestFirst && since === undefined ? await this.readNewest(feed, req.timeframe, until, limit + 1, read) : await read(since);
     const page = rows.slice(0, limit);
     const edge = page.at(-1);
-    const candles = this.markClosed(feed, req.timeframe, page);
+    const full = rows.length > limit;
+    const ascending = this.markClosed(feed, req.timeframe, newestFirst ? [...page].reverse() : page);
+    const window = this.candleWindow(feed, req.timeframe, ascending, { newestFirst, full, since, until, limit });
+    const [minutes, ledgerGaps] = await Promise.all([
+      this.missingMinutes(req, feed, ascending),
+      ledger ? readLedgerGaps(ledger, req.exchange, req.symbol, window.from) : Promise.resolve(null),
+    ]);
+    const spans = (ledgerGaps?.gaps ?? []).map((g) => gapSpan(g, req.timeframe)).filter((g) => g.to > window.from && g.from < window.to);
+    const candles = ascending.map((c, i) => ({ ...c, missingMinutes: minutes?.[i] ?? null, feedGap: worstAt(spans, c.ts, c.ts + size) }));
+    const held = heldRange(feed, req.timeframe);
+    const all = missingRanges(ascending, window, size).flatMap((r) => classify(r, held, spans, ledgerGaps !== null, size));
+    const gaps = all.slice(0, this.limits.maxGapRanges);
     return {
-      candles: newestFirst ? candles.reverse() : candles,
-      nextCursor: rows.length > limit && edge ? encodeCursor('candles', scope, { ts: edge.ts, newestFirst }) : null,
+      candles,
+      nextCursor: full && edge ? encodeCursor('candles', scope, { ts: edge.ts, newestFirst }) : null,
       freshness: this.freshness(newestOf(feed('trades')?.lastTs, feed('candles')?.lastTs)),
+      window,
+      gaps,
+      gapsOmitted: all.length - gaps.length,
+      missingBuckets: all.reduce((n, g) => n + g.buckets, 0),
+      ledger: ledgerGaps === null ? 'absent' : ledgerGaps.complete ? 'checked' : 'partial',
     };
+  }
+
+  /**
+   * The buckets a page accounts for. Forward pages run from `since` to the last candle when more
+   * follow, else to `until` or the current bucket; backward pages from the oldest candle to `until`
+   * (a cursor's edge) or the current bucket. The forming bucket is counted only when it has a candle.
+   */
+  private candleWindow(
+    feed: (channel: Channel) => FeedCoverage | undefined,
+    timeframe: Timeframe,
+    ascending: readonly CandleView[],
+    p: { newestFirst: boolean; full: boolean; since: number | undefined; until: number | undefined; limit: number },
+  ): { from: number; to: number } {
+    const size = timeframeMs(timeframe);
+    const first = ascending[0];
+    const last = ascending.at(-1);
+    const newest = newestOf(feed('trades')?.lastTs, feed('candles')?.lastTs) ?? -Infinity;
+    const current = bucketStart(Math.max(this.clock.now(), newest), timeframe);
+    const bound = p.until === undefined ? current : Math.min(bucketStart(p.until - 1, timeframe) + size, current);
+    const open = Math.max(bound, last ? last.ts + size : -Infinity);
+    if (p.newestFirst) {
+      const to = open;
+      return { from: first ? first.ts : to - p.limit * size, to };
+    }
+    const from = bucketStart(p.since ?? first?.ts ?? open, timeframe);
+    const to = p.full && last ? last.ts + size : open;
+    return { from, to: Math.max(from, to) };
+  }
+
+  /** Ended minutes without a 1m candle per candle of a rolled-up page (0 for 1m); null when the store cannot count. */
+  private async missingMinutes(
+    req: CandlesRequest,
+    feed: (channel: Channel) => FeedCoverage | undefined,
+    ascending: readonly CandleView[],
+  ): Promise<readonly number[] | null> {
+    if (req.timeframe === '1m') return ascending.map(() => 0);
+    const first = ascending[0];
+    const last = ascending.at(-1);
+    if (!first || !last) return [];
+    const size = timeframeMs(req.timeframe);
+    // a minute has ended once the clock is past it, or once a later one holds data (per-market order)
+    const newest = newestOf(feed('trades')?.lastTs, feed('candles')?.lastTs) ?? -Infinity;
+    const cut = bucketStart(Math.max(this.clock.now(), newest), '1m');
+    const ended = (c: CandleView) => Math.max(0, (Math.min(c.ts + size, cut) - c.ts) / MINUTE_MS);
+    // the stores count a candle's minutes as they read it (rollups keep theirs on write): no second read
+    if (ascending.every((c) => typeof c.minutes === 'number')) return ascending.map((c) => Math.max(0, ended(c) - c.minutes!));
+    // the count reads every minute of the page: bounded, so a page of daily candles cannot scan a year of minutes
+    if (!this.reader.candleMinutes || (last.ts + size - first.ts) / MINUTE_MS > this.limits.maxCountedMinutes) return null;
+    const until = Math.min(last.ts + size, cut);
+    const held = new Map<number, number>();
+    if (until > first.ts) {
+      const counts = await this.reader.candleMinutes({ exchange: req.exchange, symbol: req.symbol, timeframe: req.timeframe, since: first.ts, until });
+      for (const b of counts) held.set(b.ts, b.minutes);
+    }
+    return ascending.map((c) => Math.max(0, ended(c) - (held.get(c.ts) ?? 0)));
   }
 
   /**
@@ -405,6 +545,103 @@ export class MarketQueryService {
       ...new Set(feeds.map((f) => f.exchange)),
     ]);
   }
+}
+
+/** A ledger gap as the buckets it touches, [from, to) in open times. */
+interface GapSpan {
+  readonly from: number;
+  readonly to: number;
+  readonly status: FeedGapState;
+}
+
+const GAP_RANK: Record<FeedGapState, number> = { filled: 1, open: 2, unfilled: 3 };
+
+/**
+ * Gaps of one market's trade feed that may touch buckets from `from` on, by detection time, newest
+ * first, a few pages at most; `complete` is false when there were more than that.
+ */
+async function readLedgerGaps(
+  ledger: LedgerReader,
+  exchange: string,
+  symbol: string,
+  from: number,
+): Promise<{ gaps: readonly GapRecord[]; complete: boolean }> {
+  const seen = new Map<string, GapRecord>();
+  let until: number | undefined;
+  for (let i = 0; i < LEDGER_PAGES; i++) {
+    const page = await ledger.gaps({ exchange, symbol, since: from - DETECTION_SKEW_MS, ...(until !== undefined && { until }), limit: LEDGER_PAGE });
+    for (const g of page) seen.set(`${g.runId}|${g.gapId}`, g);
+    if (page.length < LEDGER_PAGE) return { gaps: [...seen.values()], complete: true };
+    // detection times may tie: the next page repeats the edge millisecond, deduplicated above
+    until = page.at(-1)!.detectedAt + 1;
+  }
+  return { gaps: [...seen.values()], complete: false };
+}
+
+/** The buckets a hole touches: between the last trade before it and the first after, where the ledger knows them. */
+function gapSpan(g: GapRecord, timeframe: Timeframe): GapSpan {
+  const start = g.fromTs ?? g.toTs ?? g.detectedAt;
+  const end = Math.max(start, g.toTs ?? g.resolvedAt ?? g.detectedAt);
+  return { from: bucketStart(start, timeframe), to: bucketStart(end, timeframe) + timeframeMs(timeframe), status: g.status };
+}
+
+/** The worst state of the spans overlapping [from, to), null when none does. */
+function worstAt(spans: readonly GapSpan[], from: number, to: number): FeedGapState | null {
+  let worst: FeedGapState | null = null;
+  for (const s of spans) if (s.from < to && s.to > from && (worst === null || GAP_RANK[s.status] > GAP_RANK[worst])) worst = s.status;
+  return worst;
+}
+
+/** Buckets of the market's held data: [first bucket, bucket after the newest). */
+function heldRange(feed: (channel: Channel) => FeedCoverage | undefined, timeframe: Timeframe): { from: number; to: number } {
+  const first = Math.min(feed('trades')?.firstTs ?? Infinity, feed('candles')?.firstTs ?? Infinity);
+  const last = newestOf(feed('trades')?.lastTs, feed('candles')?.lastTs);
+  if (!Number.isFinite(first) || last === null) return { from: Infinity, to: -Infinity };
+  return { from: bucketStart(first, timeframe), to: bucketStart(last, timeframe) + timeframeMs(timeframe) };
+}
+
+/** The runs of buckets in `window` without a candle, by arithmetic on the (ascending) candles: never bucket by bucket. */
+function missingRanges(ascending: readonly CandleView[], window: { from: number; to: number }, size: number): { from: number; to: number }[] {
+  const out: { from: number; to: number }[] = [];
+  let next = window.from;
+  for (const c of ascending) {
+    if (c.ts > next) out.push({ from: next, to: Math.min(c.ts, window.to) });
+    next = Math.max(next, c.ts + size);
+  }
+  if (window.to > next) out.push({ from: next, to: window.to });
+  return out.filter((r) => r.to > r.from);
+}
+
+/** Splits a missing range by why it is missing, merging neighbours with the same reason. */
+function classify(
+  range: { from: number; to: number },
+  held: { from: number; to: number },
+  spans: readonly GapSpan[],
+  ledgerRead: boolean,
+  size: number,
+): CandleGap[] {
+  const cuts = new Set([range.from, range.to]);
+  const inside = (t: number) => t > range.from && t < range.to;
+  for (const t of [held.from, held.to]) if (inside(t)) cuts.add(t);
+  for (const s of spans) for (const t of [s.from, s.to]) if (inside(t)) cuts.add(t);
+  const points = [...cuts].sort((a, b) => a - b);
+  const out: CandleGap[] = [];
+  for (let i = 0; i + 1 < points.length; i++) {
+    const from = points[i]!;
+    const to = points[i + 1]!;
+    let reason: CandleGapReason;
+    if (to <= held.from) reason = 'before_first_data';
+    else if (from >= held.to) reason = 'after_last_data';
+    else {
+      const state = worstAt(spans, from, to);
+      reason =
+        state === 'unfilled' ? 'feed_gap_unfilled' : state === 'open' ? 'feed_gap_open' : ledgerRead ? 'no_trades' : 'unverified';
+    }
+    const prev = out.at(-1);
+    if (prev && prev.reason === reason && prev.to === from) out[out.length - 1] = { ...prev, to, buckets: (to - prev.from) / size };
+    else out.push({ from, to, buckets: (to - from) / size, reason });
+  }
+  return out;
 }
 
 function newestOf(...values: (number | undefined)[]): number | null {

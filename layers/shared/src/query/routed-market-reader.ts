@@ -1,6 +1,9 @@
 import type { OrderBook, Ticker, Trade } from '../domain/index.js';
 import { bucketStart, timeframeMs } from '../domain/index.js';
+import { PlatformError } from '../domain/errors.js';
 import type {
+  BucketMinutes,
+  CandleMinutesQuery,
   CandleQuery,
   Clock,
   FeedCoverage,
@@ -10,6 +13,9 @@ import type {
   TradeStats,
   TradeStatsQuery,
 } from '../ports/index.js';
+
+/** A store behind the router cannot count candle minutes. */
+export class MinuteCountUnsupportedError extends PlatformError {}
 
 export interface RetentionWindows {
   /** how long the recent store keeps trades, tickers and books */
@@ -121,6 +127,26 @@ export class RoutedMarketReader implements MarketReader {
       ? stitch(read, [this.recent, newer], [this.history, older], q.limit)
       : stitch(read, [this.history, older], [this.recent, newer], q.limit);
   }
+
+  async candleMinutes(q: CandleMinutesQuery): Promise<readonly BucketMinutes[]> {
+    // minutes from this one on lie wholly inside the recent store's window
+    const handover = bucketStart(this.handover('candles'), '1m') + 60_000;
+    if (q.since >= handover) return countMinutes(this.recent, q);
+    if (q.until <= handover) return countMinutes(this.history, q);
+    const [older, newer] = await Promise.all([
+      countMinutes(this.history, { ...q, until: handover }),
+      countMinutes(this.recent, { ...q, since: handover }),
+    ]);
+    // a bucket across the handover has minutes in both: they add up
+    const sums = new Map<number, number>();
+    for (const b of [...older, ...newer]) sums.set(b.ts, (sums.get(b.ts) ?? 0) + b.minutes);
+    return [...sums.entries()].sort(([a], [b]) => a - b).map(([ts, minutes]) => ({ ts, minutes }));
+  }
+}
+
+function countMinutes(store: MarketReader, q: CandleMinutesQuery): Promise<readonly BucketMinutes[]> {
+  if (!store.candleMinutes) throw new MinuteCountUnsupportedError('a store behind the router cannot count candle minutes');
+  return store.candleMinutes(q);
 }
 
 /** Reads the first part, then as much of the second as the limit leaves room for. */

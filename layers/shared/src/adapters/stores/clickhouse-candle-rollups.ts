@@ -75,9 +75,10 @@ export async function rebuildCandleRollups(
 }
 
 function rollupInsert(minuteWhere: Sql, keep: Sql, version: number): Sql {
-  return sql`INSERT INTO candle_rollups (exchange, symbol, timeframe, ts, open, high, low, close, volume, trades, source, version)
+  // minutes: rows per bucket are distinct minutes (one per t after the GROUP BY t below)
+  return sql`INSERT INTO candle_rollups (exchange, symbol, timeframe, ts, open, high, low, close, volume, trades, source, minutes, version)
     SELECT exchange, symbol, tf, bucket, argMin(open, t), max(high), min(low), argMax(close, t), sum(volume), sum(trades),
-           if(uniqExact(source) > 1, 'mixed', toString(any(source))), toUInt64(${version})
+           if(uniqExact(source) > 1, 'mixed', toString(any(source))), toUInt32(count()), toUInt64(${version})
     FROM (
       SELECT exchange, symbol, t, source, open, high, low, close, volume, trades,
              tupleElement(b, 1) AS tf, tupleElement(b, 2) AS bucket

@@ -1,6 +1,8 @@
 import type { Candle, MarketEvent, OrderBook, Signal, Ticker, Trade } from '../../domain/index.js';
-import { bucketStart, timeframeMs, timeframeOffsetMs } from '../../domain/index.js';
+import { BookHealthSchema, bucketStart, timeframeMs, timeframeOffsetMs } from '../../domain/index.js';
 import type {
+  BucketMinutes,
+  CandleMinutesQuery,
   CandleQuery,
   Channel,
   DeadLetter,
@@ -181,9 +183,11 @@ export class ClickHouseMarketStore implements MarketStore {
       depth: number;
       bids: [number, number][];
       asks: [number, number][];
+      health: string;
     }>(
-      sql`SELECT exchange, symbol, ts, local_ts AS localTs, seq, depth, bids, asks
-          FROM book_snapshots WHERE exchange = ${exchange} AND symbol = ${symbol} ORDER BY ts DESC LIMIT 1`,
+      // a snapshot published again with a new health keeps its ts: the later observation wins
+      sql`SELECT exchange, symbol, ts, local_ts AS localTs, seq, depth, bids, asks, health
+          FROM book_snapshots WHERE exchange = ${exchange} AND symbol = ${symbol} ORDER BY ts DESC, local_ts DESC LIMIT 1`,
     );
     const row = rows[0];
     if (!row) return null;
@@ -197,6 +201,7 @@ export class ClickHouseMarketStore implements MarketStore {
       depth: row.depth,
       bids: row.bids,
       asks: row.asks,
+      health: BookHealthSchema.catch('unverified').parse(row.health),
     };
   }
 
@@ -318,23 +323,26 @@ export class ClickHouseMarketStore implements MarketStore {
       // the newest version of each stored hour or day (rows of one key merge at an unknown time)
       const stored = sql`SELECT ts, argMax(open, version) AS open, argMax(high, version) AS high, argMax(low, version) AS low,
                                 argMax(close, version) AS close, argMax(volume, version) AS volume,
-                                argMax(trades, version) AS trades, argMax(source, version) AS source
+                                argMax(trades, version) AS trades, argMax(source, version) AS source,
+                                argMax(minutes, version) AS minutes
                          FROM candle_rollups WHERE ${joinSql(where, ' AND ')} GROUP BY ts`;
+      // minutes 0: a row from before minutes were counted (0004); the bucket is then not counted
       statement =
         rollup === q.timeframe
-          ? sql`SELECT ts, open, high, low, close, toString(volume) AS volume, trades, toString(source) AS source
+          ? sql`SELECT ts, open, high, low, close, toString(volume) AS volume, trades, toString(source) AS source, minutes
                 FROM (${stored}) ORDER BY ts ${dir} LIMIT ${q.limit}`
           : sql`SELECT intDiv(toInt64(ts) + ${offset}, ${size}) * ${size} - ${offset} AS bucket,
                        argMin(open, ts) AS open, max(high) AS high, min(low) AS low, argMax(close, ts) AS close,
                        toString(sum(volume)) AS volume, sum(trades) AS trades,
-                       if(uniqExact(source) > 1, 'mixed', toString(any(source))) AS source
+                       if(uniqExact(source) > 1, 'mixed', toString(any(source))) AS source,
+                       if(min(minutes) = 0, 0, sum(minutes)) AS minutes
                 FROM (${stored}) GROUP BY bucket ORDER BY bucket ${dir} LIMIT ${q.limit}`;
     } else {
       // 1) the newest version of each (minute, source); 2) one source per minute, collected trades
       // first, the exchange's candle otherwise, never a blend; 3) roll minutes up into buckets.
       statement = sql`SELECT bucket AS ts, argMin(open, t) AS open, max(high) AS high, min(low) AS low, argMax(close, t) AS close,
                  toString(sum(volume)) AS volume, sum(trades) AS trades,
-                 if(uniqExact(source) > 1, 'mixed', toString(any(source))) AS source
+                 if(uniqExact(source) > 1, 'mixed', toString(any(source))) AS source, count() AS minutes
           FROM (
             SELECT t, intDiv(toInt64(t) + ${offset}, ${size}) * ${size} - ${offset} AS bucket,
                    argMax(source, pick) AS source, argMax(open, pick) AS open, argMax(high, pick) AS high,
@@ -362,6 +370,7 @@ export class ClickHouseMarketStore implements MarketStore {
       volume: string;
       trades: U64;
       source: StoredCandle['source'];
+      minutes: U64;
     }>(statement);
     return rows.map((r) => ({
       exchange: q.exchange,
@@ -375,7 +384,21 @@ export class ClickHouseMarketStore implements MarketStore {
       volume: Number(r.volume),
       trades: num(r.trades),
       source: r.source,
+      minutes: num(r.minutes) || null,
     }));
+  }
+
+  async candleMinutes(q: CandleMinutesQuery): Promise<readonly BucketMinutes[]> {
+    const size = timeframeMs(q.timeframe);
+    const offset = timeframeOffsetMs(q.timeframe);
+    // uniqExact(ts): a minute held from both sources, or in several unmerged versions, is one minute
+    const rows = await this.ch.query<{ bucket: U64; minutes: U64 }>(
+      sql`SELECT intDiv(toInt64(ts) + ${offset}, ${size}) * ${size} - ${offset} AS bucket, uniqExact(ts) AS minutes
+          FROM candles
+          WHERE exchange = ${q.exchange} AND symbol = ${q.symbol} AND timeframe = '1m' AND ts >= ${q.since} AND ts < ${q.until}
+          GROUP BY bucket ORDER BY bucket`,
+    );
+    return rows.map((r) => ({ ts: num(r.bucket), minutes: num(r.minutes) }));
   }
 
   async close(): Promise<void> {
@@ -480,6 +503,7 @@ function bookRow(b: OrderBook) {
     depth: b.depth,
     bids: levels(b.bids),
     asks: levels(b.asks),
+    health: b.health ?? 'unverified',
   };
 }
 
