@@ -10,9 +10,12 @@
  * - compute_indicators: BTC/USDT 1h, RSI(14) + MACD(12,26,9) + Bollinger(20,2), the last 50 values
  *   (it reads ~250 candles of warm-up for the recursive ones).
  * Each case runs MCP_BENCH_SECONDS (default 5) per concurrency level after a 1 s warm-up.
+ * MCP_BENCH_ONLY=name runs only the cases whose name starts with it (and ping).
+ * MCP_BENCH_PROFILE=dir writes a V8 CPU profile of the server process there (where its time goes).
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { PostgresMarketStore } from '../layers/shared/src/adapters/stores/postgres-market-store.js';
@@ -34,7 +37,7 @@ interface Case {
   call(client: Client): Promise<unknown>;
 }
 
-const CASES: readonly Case[] = [
+const ALL_CASES: readonly Case[] = [
   { name: 'ping', reference: true, call: (c) => c.ping() },
   {
     name: 'get_candles 1h x200',
@@ -50,7 +53,20 @@ const CASES: readonly Case[] = [
   },
 ];
 
-async function run(url: string, secret: Uint8Array): Promise<void> {
+/** CPU time (user + system) the server process has used so far, ms; from /proc, so load elsewhere barely moves it. */
+function cpuMsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime and stime are fields 14 and 15 of stat(5); after the command name they are at 11 and 12
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+}
+const CLOCK_TICKS = 100;
+
+// MCP_BENCH_ONLY=get_candles: the reference and the cases whose name starts with it (profiling one tool)
+const only = process.env.MCP_BENCH_ONLY?.trim();
+const CASES = only ? ALL_CASES.filter((c) => c.reference || c.name.startsWith(only)) : ALL_CASES;
+
+async function run(url: string, secret: Uint8Array, serverPid: number): Promise<void> {
   const clients: Client[] = [];
   for (let i = 0; i < Math.max(...LEVELS); i++) {
     const token = await issueDevToken(secret, { subject: `bench-${i}`, scopes: ['market:read'], issuer: 'bench', audience: 'mcp' });
@@ -78,8 +94,10 @@ async function run(url: string, secret: Uint8Array): Promise<void> {
       };
       await Promise.all(clients.slice(0, level).map((cl) => loop(cl, performance.now() + 1_000, false)));
       const started = performance.now();
+      const cpuBefore = cpuMsOf(serverPid);
       await Promise.all(clients.slice(0, level).map((cl) => loop(cl, started + SECONDS * 1_000, true)));
       const elapsed = (performance.now() - started) / 1000;
+      const serverCpuMs = (cpuMsOf(serverPid) - cpuBefore) / samples.length;
       const s = latencySummary(samples);
       if (c.reference) refP99.push(s.p99);
       rows.push([
@@ -90,6 +108,7 @@ async function run(url: string, secret: Uint8Array): Promise<void> {
         formatMs(s.p50),
         formatMs(s.p99),
         formatMs(s.max),
+        serverCpuMs.toFixed(2),
         c.reference ? '' : `${(s.p99 / refP99[0]!).toFixed(1)}x`,
         c.reference || level !== 20 ? '' : s.p99 < GOAL_P99_MS ? 'met' : 'NOT met',
       ]);
@@ -97,11 +116,12 @@ async function run(url: string, secret: Uint8Array): Promise<void> {
   }
   printTable(
     `mcp-tools - PostgreSQL, server in its own process, SDK clients over HTTP with JWT, ${SECONDS} s per case and level`,
-    ['case', 'clients', 'calls', 'calls/s', 'p50 ms', 'p99 ms', 'max ms', 'p99 / ping p99', `p99 < ${GOAL_P99_MS} ms @20`],
+    ['case', 'clients', 'calls', 'calls/s', 'p50 ms', 'p99 ms', 'max ms', 'server CPU ms/call', 'p99 / ping p99', `p99 < ${GOAL_P99_MS} ms @20`],
     rows,
     [
       `store: ${DAYS} days of 1m candles of ${SYMBOL} with hourly/daily rollups; each client has its own token principal and session`,
       'ping goes through the same HTTP, JWT, session and SDK path: the floor for any tool call',
+      "server CPU ms/call: the server process's user+system CPU time over the case / calls (from /proc; load elsewhere barely moves it)",
     ],
   );
   await Promise.all(clients.map((c) => c.close()));
@@ -113,7 +133,8 @@ if (!dbUrl) {
 } else {
   const database = await createTestDatabase('postgres', dbUrl);
   const secret = randomBytes(32).toString('hex');
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/support/mcp-server-child.ts'], {
+  const profile = process.env.MCP_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.MCP_BENCH_PROFILE}`] : [];
+  const child = spawn(process.execPath, [...profile, '--import', 'tsx', 'bench/support/mcp-server-child.ts'], {
     env: { PATH: process.env.PATH, DATABASE_URL: database.url!, BENCH_JWT_SECRET: secret },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -133,7 +154,7 @@ if (!dbUrl) {
       });
       child.once('exit', (code) => reject(new Error(`mcp server exited with ${code}`)));
     });
-    await run(url, new TextEncoder().encode(secret));
+    await run(url, new TextEncoder().encode(secret), child.pid!);
   } finally {
     const exited = new Promise((r) => child.once('exit', r));
     child.kill('SIGTERM');

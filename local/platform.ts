@@ -26,6 +26,7 @@ import { serveStdio } from '../layers/shared/src/mcp/stdio.js';
 import { Counters } from '../layers/shared/src/observability/counters.js';
 import type { Logger } from '../layers/shared/src/observability/logger.js';
 import { systemClock, type LedgerReader } from '../layers/shared/src/ports/index.js';
+import { cacheFeeds } from '../layers/shared/src/query/read-cache.js';
 import { MarketQueryService } from '../layers/shared/src/query/market-query.js';
 import { KinesisEventSource } from './runner/kinesis-event-source.js';
 import { binanceProtocol } from './sim/protocols/binance.js';
@@ -198,7 +199,7 @@ export async function startLocalPlatform(options: LocalPlatformOptions): Promise
     const { collector, batcher } = collection;
     const collectorCounters = collection.counters.collector;
 
-    const query = new MarketQueryService(store, systemClock);
+    const query = new MarketQueryService(cacheFeeds(store, systemClock), systemClock);
     const secret = await loadOrCreateDevSecret(options.dataDir);
     const devToken = await issueDevToken(secret, {
       subject: 'local-dev',

@@ -4,18 +4,23 @@
  * rate limit high enough not to throttle the load. Prints `listening <url>` on stdout.
  */
 import { openPostgres } from '../../layers/shared/src/adapters/stores/pg-client.js';
+import { PostgresLedgerStore } from '../../layers/shared/src/adapters/stores/postgres-ledger-store.js';
 import { PostgresMarketStore } from '../../layers/shared/src/adapters/stores/postgres-market-store.js';
 import { createJwtVerifier } from '../../layers/shared/src/mcp/auth.js';
 import { startMcpHttpServer } from '../../layers/shared/src/mcp/http.js';
 import { buildServer } from '../../layers/shared/src/mcp/server.js';
 import { silentLogger } from '../../layers/shared/src/observability/logger.js';
 import { systemClock } from '../../layers/shared/src/ports/index.js';
+import { cacheFeeds, cacheLedger } from '../../layers/shared/src/query/read-cache.js';
 import { MarketQueryService } from '../../layers/shared/src/query/market-query.js';
 
-const store = new PostgresMarketStore(openPostgres(process.env.DATABASE_URL!, { max: 8 }));
-const query = new MarketQueryService(store, systemClock);
+const pg = openPostgres(process.env.DATABASE_URL!, { max: 8 });
+const store = new PostgresMarketStore(pg);
+// as in service mode: get_candles asks the ledger about gaps in its window, get_data_health serves it
+const ledger = cacheLedger(new PostgresLedgerStore(pg), systemClock);
+const query = new MarketQueryService(cacheFeeds(store, systemClock), systemClock);
 const http = await startMcpHttpServer({
-  buildServer: () => buildServer({ query, version: 'bench', logger: silentLogger }),
+  buildServer: () => buildServer({ query, ledger, version: 'bench', logger: silentLogger }),
   verifier: createJwtVerifier({ kind: 'hs256', secret: new TextEncoder().encode(process.env.BENCH_JWT_SECRET!), issuer: 'bench', audience: 'mcp' }),
   rateLimit: { limit: 1_000_000, windowMs: 60_000 },
   logger: silentLogger,

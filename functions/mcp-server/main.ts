@@ -4,6 +4,7 @@ import { createServer } from 'node:http';
 import { openClickHouse } from '../../layers/shared/src/adapters/stores/clickhouse-client.js';
 import { ClickHouseMarketStore } from '../../layers/shared/src/adapters/stores/clickhouse-market-store.js';
 import { openPostgres } from '../../layers/shared/src/adapters/stores/pg-client.js';
+import { PostgresLedgerStore } from '../../layers/shared/src/adapters/stores/postgres-ledger-store.js';
 import { PostgresMarketStore } from '../../layers/shared/src/adapters/stores/postgres-market-store.js';
 import { McpServerEnvSchema, parseEnv } from '../../layers/shared/src/config/env.js';
 import { createJwtVerifier } from '../../layers/shared/src/mcp/auth.js';
@@ -12,6 +13,7 @@ import { McpMetrics } from '../../layers/shared/src/mcp/metrics.js';
 import { buildServer } from '../../layers/shared/src/mcp/server.js';
 import { createLogger } from '../../layers/shared/src/observability/logger.js';
 import { systemClock } from '../../layers/shared/src/ports/index.js';
+import { cacheFeeds, cacheLedger } from '../../layers/shared/src/query/read-cache.js';
 import { MarketQueryService } from '../../layers/shared/src/query/market-query.js';
 import { RoutedMarketReader } from '../../layers/shared/src/query/routed-market-reader.js';
 
@@ -19,9 +21,10 @@ const VERSION = process.env.npm_package_version ?? '0.1.0';
 
 const env = parseEnv(McpServerEnvSchema);
 const logger = createLogger({ level: env.LOG_LEVEL, fields: { fn: 'mcp-server' } });
-const store = new PostgresMarketStore(
-  openPostgres(env.DATABASE_URL, { max: 8, onConnectionError: (error) => logger.warn('database connection lost', { error }) }),
-);
+const pg = openPostgres(env.DATABASE_URL, { max: 8, onConnectionError: (error) => logger.warn('database connection lost', { error }) });
+const store = new PostgresMarketStore(pg);
+// the collectors' completeness ledger (feed status, gaps), written by the store writer next to the market data
+const ledger = cacheLedger(new PostgresLedgerStore(pg), systemClock);
 const history = env.CLICKHOUSE_URL
   ? new ClickHouseMarketStore(openClickHouse(env.CLICKHOUSE_URL, env.CLICKHOUSE_DATABASE ? { database: env.CLICKHOUSE_DATABASE } : {}))
   : undefined;
@@ -32,7 +35,7 @@ const reader = history
       candlesMs: env.RETENTION_CANDLES_DAYS * 86_400_000,
     })
   : store;
-const query = new MarketQueryService(reader, systemClock);
+const query = new MarketQueryService(cacheFeeds(reader, systemClock), systemClock);
 const verifier = env.JWT_JWKS_URL
   ? createJwtVerifier({
       kind: 'jwks',
@@ -51,7 +54,7 @@ const metrics = new McpMetrics();
 const http = await startMcpHttpServer({
   host: env.MCP_HOST,
   port: env.MCP_PORT,
-  buildServer: () => buildServer({ query, version: VERSION, logger, metrics }),
+  buildServer: () => buildServer({ query, version: VERSION, logger, metrics, ledger }),
   verifier,
   logger,
   metrics,

@@ -77,6 +77,10 @@ describeWithService('postgres', 'MCP server in service mode', (serverUrl) => {
     await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { Authorization: `Bearer ${token}` } } }));
     const answer = (await client.callTool({ name: 'list_markets', arguments: {} })) as { structuredContent?: { markets: { symbol: string }[] } };
     expect(answer.structuredContent?.markets.map((m) => m.symbol)).toEqual(['BTC/USDT']);
+    // the completeness ledger is served in service mode too
+    expect((await client.listTools()).tools.map((t) => t.name)).toContain('get_data_health');
+    const health = await client.callTool({ name: 'get_data_health', arguments: {} });
+    expect(health.isError).toBeFalsy();
     await client.close();
 
     const wrong = await issueDevToken(new TextEncoder().encode(`${SECRET}-other`), { subject: 'x', issuer: 'https://issuer.test/', audience: 'qicore-mcp' });

@@ -334,4 +334,31 @@ describe('development tokens', () => {
     expect(info.expiresAt! - Date.now() / 1000).toBeGreaterThan(50);
     await expect(issueDevToken(secret, { subject: 'me', ttlSeconds: 0 })).rejects.toBeInstanceOf(ConfigError);
   });
+
+  it('are verified once and then served from the cache until they expire, never past it', async () => {
+    const secret = new Uint8Array(randomBytes(32));
+    let now = Date.now();
+    const verifier = createJwtVerifier({
+      kind: 'hs256',
+      secret,
+      issuer: DEV_TOKEN_ISSUER,
+      audience: DEV_TOKEN_AUDIENCE,
+      clockToleranceSeconds: 0,
+      cache: { maxEntries: 2, now: () => now },
+    });
+    const tokenText = await issueDevToken(secret, { subject: 'me', ttlSeconds: 60 });
+    const first = await verifier.verifyAccessToken(tokenText);
+    // the same object back: served from the cache, not verified again
+    expect(await verifier.verifyAccessToken(tokenText)).toBe(first);
+    now = first.expiresAt! * 1000 + 1;
+    await expect(verifier.verifyAccessToken(tokenText)).rejects.toThrow('token has expired');
+    // a tampered token is never a cache hit, even while the genuine one is cached
+    now = Date.now();
+    const again = await verifier.verifyAccessToken(tokenText);
+    const [h, p] = tokenText.split('.');
+    await expect(verifier.verifyAccessToken(`${h}.${p}.${'A'.repeat(43)}`)).rejects.toBeInstanceOf(InvalidTokenError);
+    // bounded: past maxEntries the oldest is verified afresh
+    for (const subject of ['a', 'b']) await verifier.verifyAccessToken(await issueDevToken(secret, { subject, ttlSeconds: 60 }));
+    expect(await verifier.verifyAccessToken(tokenText)).not.toBe(again);
+  });
 });

@@ -72,6 +72,19 @@ export interface Hs256VerifierOptions {
   readonly issuer: string;
   readonly audience: string;
   readonly clockToleranceSeconds?: number;
+  readonly cache?: VerifierCacheOptions;
+}
+
+/**
+ * Tokens already verified, kept until they expire: a client sends the same token with every
+ * request, and checking its signature each time was a tenth of the server's CPU per tool call.
+ * A hit still checks `exp`; only successes are kept; the map is bounded (oldest dropped first).
+ */
+export interface VerifierCacheOptions {
+  /** tokens kept at most; 0 turns the cache off. Default 10 000. */
+  readonly maxEntries?: number;
+  /** the verifier's clock (ms epoch), for tests; default Date.now */
+  readonly now?: () => number;
 }
 
 export type AsymmetricJwsAlgorithm =
@@ -91,6 +104,7 @@ export interface JwksVerifierOptions {
   /** default RS256 and ES256 */
   readonly algorithms?: readonly AsymmetricJwsAlgorithm[];
   readonly clockToleranceSeconds?: number;
+  readonly cache?: VerifierCacheOptions;
 }
 
 export type JwtVerifierOptions = Hs256VerifierOptions | JwksVerifierOptions;
@@ -102,17 +116,23 @@ export type JwtVerifierOptions = Hs256VerifierOptions | JwksVerifierOptions;
  */
 export function createJwtVerifier(options: JwtVerifierOptions): OAuthTokenVerifier {
   const tolerance = options.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS;
+  const now = options.cache?.now ?? Date.now;
+  const cacheEntries = options.cache?.maxEntries ?? 10_000;
   if (options.kind === 'hs256') {
     requireStrongSecret(options.secret);
     const secret = options.secret;
-    return verifierWith((token) =>
-      jwtVerify(token, secret, {
-        algorithms: ['HS256'],
-        issuer: options.issuer,
-        audience: options.audience,
-        requiredClaims: ['exp'],
-        clockTolerance: tolerance,
-      }),
+    return verifierWith(
+      (token) =>
+        jwtVerify(token, secret, {
+          algorithms: ['HS256'],
+          issuer: options.issuer,
+          audience: options.audience,
+          requiredClaims: ['exp'],
+          clockTolerance: tolerance,
+          currentDate: new Date(now()),
+        }),
+      cacheEntries,
+      now,
     );
   }
   const url = jwksUrlOf(options.jwksUrl);
@@ -123,31 +143,46 @@ export function createJwtVerifier(options: JwtVerifierOptions): OAuthTokenVerifi
     throw new ConfigError('a JWKS verifier needs an audience or clientIds');
   }
   const keys = tagKeySourceFailures(createRemoteJWKSet(url));
-  return verifierWith(async (token) => {
-    const result = await jwtVerify(token, keys, {
-      algorithms: [...(options.algorithms ?? ['RS256', 'ES256'])],
-      issuer: options.issuer,
-      ...(audience !== undefined && { audience }),
-      requiredClaims: ['exp'],
-      clockTolerance: tolerance,
-    });
-    if (clientIds.length > 0 && !clientIds.includes(String(result.payload['client_id'] ?? result.payload['azp'] ?? ''))) {
-      throw new InvalidTokenError('token was issued to another client');
-    }
-    return result;
-  });
+  return verifierWith(
+    async (token) => {
+      const result = await jwtVerify(token, keys, {
+        algorithms: [...(options.algorithms ?? ['RS256', 'ES256'])],
+        issuer: options.issuer,
+        ...(audience !== undefined && { audience }),
+        requiredClaims: ['exp'],
+        clockTolerance: tolerance,
+        currentDate: new Date(now()),
+      });
+      if (clientIds.length > 0 && !clientIds.includes(String(result.payload['client_id'] ?? result.payload['azp'] ?? ''))) {
+        throw new InvalidTokenError('token was issued to another client');
+      }
+      return result;
+    },
+    cacheEntries,
+    now,
+  );
 }
 
-function verifierWith(verify: (token: string) => Promise<{ payload: JWTPayload }>): OAuthTokenVerifier {
+function verifierWith(verify: (token: string) => Promise<{ payload: JWTPayload }>, cacheEntries: number, now: () => number): OAuthTokenVerifier {
+  const verified = new Map<string, AuthInfo>();
   return {
     async verifyAccessToken(token: string): Promise<AuthInfo> {
+      const hit = verified.get(token);
+      // exp is required, so every cached entry has expiresAt; past it the full check runs (and refuses with its reason)
+      if (hit && now() < hit.expiresAt! * 1000) return hit;
+      if (hit) verified.delete(token);
       let payload: JWTPayload;
       try {
         ({ payload } = await verify(token));
       } catch (error) {
         throw tokenError(error);
       }
-      return authInfoOf(token, payload);
+      const info = authInfoOf(token, payload);
+      if (cacheEntries > 0 && info.expiresAt !== undefined) {
+        verified.set(token, info);
+        if (verified.size > cacheEntries) verified.delete(verified.keys().next().value!);
+      }
+      return info;
     },
   };
 }

@@ -1,0 +1,60 @@
+import type { Clock, FeedCoverage, LedgerReader, MarketReader } from '../ports/index.js';
+
+/**
+ * A MarketReader whose `listFeeds` answer is reused for `ttlMs`. Every tool call checks that its
+ * market exists and reads its freshness from the feeds list: one query more per call, a sizeable
+ * share of a small read. Concurrent callers share one query in flight. The cost is freshness seen
+ * up to `ttlMs` late (an age reported up to that much too old; never too young), and a market that
+ * appears in the store is known to the tools up to `ttlMs` later.
+ */
+export function cacheFeeds<R extends MarketReader>(reader: R, clock: Clock, ttlMs = 1_000): R {
+  if (ttlMs <= 0) return reader;
+  let cached: { at: number; feeds: Promise<readonly FeedCoverage[]> } | null = null;
+  const listFeeds = (): Promise<readonly FeedCoverage[]> => {
+    const now = clock.now();
+    if (cached && now - cached.at < ttlMs) return cached.feeds;
+    const feeds = reader.listFeeds();
+    const entry = { at: now, feeds };
+    cached = entry;
+    // a failed read is not kept: the next call asks again
+    feeds.catch(() => {
+      if (cached === entry) cached = null;
+    });
+    return feeds;
+  };
+  return new Proxy(reader, {
+    get(target, property, receiver) {
+      if (property === 'listFeeds') return listFeeds;
+      const value = Reflect.get(target, property, receiver) as unknown;
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
+/**
+ * A LedgerReader whose answers are reused for `ttlMs`, per query (at most `maxEntries` kept).
+ * get_candles asks the ledger about the gaps of its window on every call; the ledger changes when
+ * a collector detects or fills a gap, so an answer up to `ttlMs` old misses at most that much.
+ */
+export function cacheLedger(ledger: LedgerReader, clock: Clock, ttlMs = 1_000, maxEntries = 1_000): LedgerReader {
+  if (ttlMs <= 0) return ledger;
+  const cached = new Map<string, { at: number; answer: Promise<unknown> }>();
+  const read = <T>(key: string, load: () => Promise<T>): Promise<T> => {
+    const now = clock.now();
+    const hit = cached.get(key);
+    if (hit && now - hit.at < ttlMs) return hit.answer as Promise<T>;
+    const answer = load();
+    const entry = { at: now, answer };
+    cached.delete(key);
+    cached.set(key, entry);
+    if (cached.size > maxEntries) cached.delete(cached.keys().next().value!);
+    answer.catch(() => {
+      if (cached.get(key) === entry) cached.delete(key);
+    });
+    return answer;
+  };
+  return {
+    feedHealth: (query) => read(`h${JSON.stringify(query ?? {})}`, () => ledger.feedHealth(query)),
+    gaps: (query) => read(`g${JSON.stringify(query ?? {})}`, () => ledger.gaps(query)),
+  };
+}
