@@ -5,7 +5,10 @@
  *
  * The server runs in a child process (bench/support/mcp-server-child.ts) on PostgreSQL
  * (DATABASE_URL; skipped when unset) holding 30 days of 1m candles for one symbol plus hourly and
- * daily rollups; each client is an SDK Client with its own token principal and session. Calls:
+ * daily rollups; each client has its own token principal and session. Two load generators, one
+ * table each: a raw JSON-RPC client on a keep-alive connection (the goal's figures: it measures the
+ * server, not a client sharing its 2 cores), and the MCP SDK's Client (what an agent runs; it
+ * validates every answer against the tool's output schema, about a core's worth of CPU here). Calls:
  * - get_candles: BTC/USDT 1h, the newest 200 candles;
  * - compute_indicators: BTC/USDT 1h, RSI(14) + MACD(12,26,9) + Bollinger(20,2), the last 50 values
  *   (it reads ~250 candles of warm-up for the recursive ones).
@@ -22,6 +25,7 @@ import { PostgresMarketStore } from '../layers/shared/src/adapters/stores/postgr
 import { issueDevToken } from '../layers/shared/src/mcp/auth.js';
 import { createTestDatabase } from '../tests/support/databases.js';
 import { loadCandleHistory } from './support/candle-history.js';
+import { RawMcpClient } from './support/raw-mcp-client.js';
 import { figuresOnly, formatMs, latencySummary, printTable } from './lib/latency.js';
 
 const EXCHANGE = 'binance';
@@ -31,10 +35,16 @@ const SECONDS = Number(process.env.MCP_BENCH_SECONDS ?? 5);
 const LEVELS = [1, 20];
 const GOAL_P99_MS = 50;
 
+/** What a case needs of a client: the SDK's Client and the raw load generator both have it. */
+interface McpCaller {
+  ping(): Promise<unknown>;
+  callTool(params: { name: string; arguments: Record<string, unknown> }): Promise<unknown>;
+}
+
 interface Case {
   readonly name: string;
   readonly reference?: boolean;
-  call(client: Client): Promise<unknown>;
+  call(client: McpCaller): Promise<unknown>;
 }
 
 const ALL_CASES: readonly Case[] = [
@@ -66,14 +76,29 @@ const CLOCK_TICKS = 100;
 const only = process.env.MCP_BENCH_ONLY?.trim();
 const CASES = only ? ALL_CASES.filter((c) => c.reference || c.name.startsWith(only)) : ALL_CASES;
 
-async function run(url: string, secret: Uint8Array, serverPid: number): Promise<void> {
-  const clients: Client[] = [];
-  for (let i = 0; i < Math.max(...LEVELS); i++) {
-    const token = await issueDevToken(secret, { subject: `bench-${i}`, scopes: ['market:read'], issuer: 'bench', audience: 'mcp' });
-    const client = new Client({ name: `bench-${i}`, version: '0' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { Authorization: `Bearer ${token}` } } }));
-    clients.push(client);
+type ClientKind = 'raw' | 'sdk';
+
+async function connectClients(kind: ClientKind, url: string, secret: Uint8Array, count: number): Promise<{ clients: McpCaller[]; close(): Promise<void> }> {
+  const clients: McpCaller[] = [];
+  const closers: (() => Promise<void> | void)[] = [];
+  for (let i = 0; i < count; i++) {
+    const token = await issueDevToken(secret, { subject: `bench-${kind}-${i}`, scopes: ['market:read'], issuer: 'bench', audience: 'mcp' });
+    if (kind === 'raw') {
+      const client = await RawMcpClient.connect(url, token);
+      clients.push(client);
+      closers.push(() => client.close());
+    } else {
+      const client = new Client({ name: `bench-${i}`, version: '0' });
+      await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { Authorization: `Bearer ${token}` } } }));
+      clients.push(client);
+      closers.push(() => client.close());
+    }
   }
+  return { clients, close: async () => void (await Promise.all(closers.map((c) => c()))) };
+}
+
+async function run(kind: ClientKind, url: string, secret: Uint8Array, serverPid: number): Promise<void> {
+  const { clients, close } = await connectClients(kind, url, secret, Math.max(...LEVELS));
   // correctness: the tools answer without error
   for (const c of CASES) {
     const r = (await c.call(clients[0]!)) as { isError?: boolean; content?: unknown };
@@ -84,7 +109,7 @@ async function run(url: string, secret: Uint8Array, serverPid: number): Promise<
     const refP99: number[] = [];
     for (const c of CASES) {
       const samples: number[] = [];
-      const loop = async (client: Client, until: number, keep: boolean) => {
+      const loop = async (client: McpCaller, until: number, keep: boolean) => {
         while (performance.now() < until) {
           const t0 = performance.now();
           const r = (await c.call(client)) as { isError?: boolean };
@@ -95,9 +120,12 @@ async function run(url: string, secret: Uint8Array, serverPid: number): Promise<
       await Promise.all(clients.slice(0, level).map((cl) => loop(cl, performance.now() + 1_000, false)));
       const started = performance.now();
       const cpuBefore = cpuMsOf(serverPid);
+      const clientBefore = process.cpuUsage();
       await Promise.all(clients.slice(0, level).map((cl) => loop(cl, started + SECONDS * 1_000, true)));
       const elapsed = (performance.now() - started) / 1000;
       const serverCpuMs = (cpuMsOf(serverPid) - cpuBefore) / samples.length;
+      const clientUsage = process.cpuUsage(clientBefore);
+      const clientCpuMs = (clientUsage.user + clientUsage.system) / 1000 / samples.length;
       const s = latencySummary(samples);
       if (c.reference) refP99.push(s.p99);
       rows.push([
@@ -109,22 +137,29 @@ async function run(url: string, secret: Uint8Array, serverPid: number): Promise<
         formatMs(s.p99),
         formatMs(s.max),
         serverCpuMs.toFixed(2),
+        clientCpuMs.toFixed(2),
         c.reference ? '' : `${(s.p99 / refP99[0]!).toFixed(1)}x`,
         c.reference || level !== 20 ? '' : s.p99 < GOAL_P99_MS ? 'met' : 'NOT met',
       ]);
     }
   }
+  const how =
+    kind === 'raw'
+      ? 'load generator: JSON-RPC over keep-alive HTTP (bench/support/raw-mcp-client.ts), the figures for the goal'
+      : "load generator: the MCP SDK's Client (output schema validation, SSE over web streams), sharing the 2 cores with the server";
   printTable(
-    `mcp-tools - PostgreSQL, server in its own process, SDK clients over HTTP with JWT, ${SECONDS} s per case and level`,
-    ['case', 'clients', 'calls', 'calls/s', 'p50 ms', 'p99 ms', 'max ms', 'server CPU ms/call', 'p99 / ping p99', `p99 < ${GOAL_P99_MS} ms @20`],
+    `mcp-tools - PostgreSQL, server in its own process, ${kind === 'raw' ? 'raw' : 'SDK'} clients over HTTP with JWT, ${SECONDS} s per case and level`,
+    ['case', 'clients', 'calls', 'calls/s', 'p50 ms', 'p99 ms', 'max ms', 'server CPU ms/call', 'clients CPU ms/call', 'p99 / ping p99', `p99 < ${GOAL_P99_MS} ms @20`],
     rows,
     [
+      how,
       `store: ${DAYS} days of 1m candles of ${SYMBOL} with hourly/daily rollups; each client has its own token principal and session`,
       'ping goes through the same HTTP, JWT, session and SDK path: the floor for any tool call',
       "server CPU ms/call: the server process's user+system CPU time over the case / calls (from /proc; load elsewhere barely moves it)",
+      'clients CPU ms/call: the same for this process, which runs every client',
     ],
   );
-  await Promise.all(clients.map((c) => c.close()));
+  await close();
 }
 
 const dbUrl = process.env.DATABASE_URL?.trim();
@@ -154,7 +189,9 @@ if (!dbUrl) {
       });
       child.once('exit', (code) => reject(new Error(`mcp server exited with ${code}`)));
     });
-    await run(url, new TextEncoder().encode(secret), child.pid!);
+    // MCP_BENCH_CLIENTS=raw,sdk (default both): which load generators to run
+    const kinds = (process.env.MCP_BENCH_CLIENTS ?? 'raw,sdk').split(',').map((k) => k.trim()) as ClientKind[];
+    for (const kind of kinds) await run(kind, url, new TextEncoder().encode(secret), child.pid!);
   } finally {
     const exited = new Promise((r) => child.once('exit', r));
     child.kill('SIGTERM');
