@@ -240,7 +240,7 @@ export async function startLocalPlatform(options: LocalPlatformOptions): Promise
           feedsLive: collector.feeds.filter((f) => f.lastMessageAt !== null && now - f.lastMessageAt < 30_000).length,
           feedsTotal: collector.feeds.length,
           messages: collectorCounters.get('messages'),
-          rowsStored: w.get('trades_written') + w.get('tickers_written') + w.get('books_written') + w.get('candles_written'),
+          rowsStored: w.get('trades_written') + w.get('tickers_written') + w.get('books_written') + w.get('quotes_written') + w.get('candles_written'),
           backlog: stream.backlog,
           pendingPublish: batcher.pending,
           lagMs,

@@ -129,7 +129,7 @@ forEachStoreBackend('every MCP tool against simulator data', (backend, serverUrl
       const out = await call<{ markets: { exchange: string; symbol: string; channels: Record<string, { firstTs: number; lastTs: number; events: number }> }[] }>('list_markets', {});
       for (const s of SYMBOLS) {
         const market = out.markets.find((m) => m.exchange === 'binance' && m.symbol === s)!;
-        expect(Object.keys(market.channels).sort(), s).toEqual(['books', 'tickers', 'trades']);
+        expect(Object.keys(market.channels).sort(), s).toEqual(['books', 'quotes', 'tickers', 'trades']);
         expect(market.channels['trades']).toMatchObject({ firstTs: printed.get(s)![0]!.ts, lastTs: lastOf(s).ts });
         expect(market.channels['trades']!.events).toBeGreaterThanOrEqual(printed.get(s)!.length);
       }
@@ -145,7 +145,8 @@ forEachStoreBackend('every MCP tool against simulator data', (backend, serverUrl
     },
 
     async get_market_snapshot() {
-      const out = await call<{ snapshots: { symbol: string; price: { value: number }; bid: { value: number }; ask: { value: number }; spread: { value: number } }[]; missing: string[] }>(
+      type Figure = { value: number; ts: number; source: string };
+      const out = await call<{ snapshots: { symbol: string; price: Figure; bid: Figure; ask: Figure; spread: Figure }[]; missing: string[] }>(
         'get_market_snapshot',
         { symbols: [...SYMBOLS, 'NOPE/USDT'] },
       );
@@ -156,15 +157,29 @@ forEachStoreBackend('every MCP tool against simulator data', (backend, serverUrl
         expect(snap.price.value, snap.symbol).toBe(lastOf(snap.symbol).price);
         expect([snap.bid.value, snap.ask.value], snap.symbol).toEqual([top.bid.price, top.ask.price]);
         expect(snap.spread.value).toBeCloseTo(top.ask.price - top.bid.price, 9);
+        // the newest of quote, book and ticker: never older than the latest quote
+        const quote = (await pipeline.store.latestQuote('binance', snap.symbol))!;
+        expect(snap.bid.ts, snap.symbol).toBeGreaterThanOrEqual(quote.ts);
+        expect(snap.ask).toMatchObject({ ts: snap.bid.ts, source: snap.bid.source });
+        if (snap.bid.source === 'quote') expect(snap.bid.ts).toBe(quote.ts);
       }
     },
 
     async get_order_book() {
       for (const s of SYMBOLS) {
-        const { book } = await call<{ book: { bids: [number, number][]; asks: [number, number][] } }>('get_order_book', { exchange: 'binance', symbol: s, depth: DEPTH });
+        type QuoteOut = { ts: number; bid: number; bidSize: number; ask: number; askSize: number; seq: number | null; health: string };
+        const { book, quote, freshness } = await call<{ book: { ts: number; bids: [number, number][]; asks: [number, number][] }; quote: QuoteOut; freshness: { newestTs: number } }>(
+          'get_order_book',
+          { exchange: 'binance', symbol: s, depth: DEPTH },
+        );
         const held = sim.market.book(s, DEPTH);
         expect(book.bids, s).toEqual(held.bids.map((l) => [l.price, l.amount]));
         expect(book.asks, s).toEqual(held.asks.map((l) => [l.price, l.amount]));
+        // the latest best bid/ask, stored at the last change of the top: the simulator's top now
+        const top = sim.market.topOfBook(s);
+        expect(quote, s).toMatchObject({ bid: top.bid.price, bidSize: top.bid.amount, ask: top.ask.price, askSize: top.ask.amount });
+        expect(quote.seq!, s).toBeLessThanOrEqual(top.lastUpdateId);
+        expect(freshness.newestTs, s).toBe(Math.max(book.ts, quote.ts));
       }
     },
 

@@ -115,6 +115,17 @@ const stored = (health: BookHealth, localTs: number): OrderBook => ({
   health,
 });
 
+/**
+ * Waits until the collector's live book has applied an update after the last published snapshot. A
+ * sequence break found on that very book state would publish it again as resyncing, and its stored
+ * row (same exchange time) would then read resyncing: the break must come on a later state.
+ */
+async function waitForLaterState(p: CollectorPipeline) {
+  const seq = books(p).at(-1)!.seq!;
+  const exchange = p.service.exchanges[0]!.exchange as unknown as { orderbooks: Record<string, { nonce?: number } | undefined> };
+  await waitFor('a book update after the last snapshot', () => exchange.orderbooks[SYMBOL]?.nonce ?? 0, (n) => n > seq, { timeoutMs: 5_000, intervalMs: 5 });
+}
+
 const bookFeed = (p: CollectorPipeline) => p.service.collector.feeds.find((f) => f.channel === 'books')!;
 
 describe('book health in PostgreSQL (0007)', () => {
@@ -172,6 +183,7 @@ describe('order book health against the simulated OKX (checksums verified by the
   it('a skipped seqId (ccxt raises InvalidNonce) makes the book resyncing until the new snapshot, then healthy', async () => {
     const { sim: s, pipeline: p } = await start('okx', 62);
     await waitForPath(p, 0, ['healthy'], 'a checksum-verified book');
+    await waitForLaterState(p);
     const before = books(p).length;
     s.faults.skipDepthUpdate(SYMBOL, 1, { protocol: 'okx' });
     await waitForPath(p, before, ['resyncing', 'healthy'], 'resync after a sequence gap');
@@ -211,6 +223,7 @@ describe('order book health against the simulated Binance (no checksum: sequence
   it('is healthy once a REST snapshot agrees; a U/u gap makes it resyncing, and the fresh snapshot is checked again', async () => {
     const { sim: s, pipeline: p } = await start('binance', 63);
     await waitForPath(p, 0, ['unverified', 'healthy'], 'a book the REST cross-check verified');
+    await waitForLaterState(p);
     const before = books(p).length;
     s.faults.skipDepthUpdate(SYMBOL, 1, { protocol: 'binance' });
     await waitForPath(p, before, ['resyncing', 'healthy'], 'resync after a sequence gap');

@@ -8,7 +8,7 @@ import {
 } from '../../layers/shared/src/adapters/stores/postgres-market-store.js';
 import type { SqlClient } from '../../layers/shared/src/adapters/stores/sql-client.js';
 import { ConfigError } from '../../layers/shared/src/domain/errors.js';
-import type { Trade } from '../../layers/shared/src/domain/index.js';
+import type { Quote, Trade } from '../../layers/shared/src/domain/index.js';
 import { createTestStore, type TestStore } from '../support/databases.js';
 import { forEachStoreBackend } from '../support/store-backends.js';
 import { T0, book, candle, ticker, trade } from '../fixtures/events.js';
@@ -66,13 +66,13 @@ forEachStoreBackend('Timescale store additions', (backend, serverUrl) => {
       expect((await db.query<{ r: string | null }>("SELECT to_regclass('candles_5m')::text AS r")).rows[0]!.r).toBeNull();
     }
 
-    // Forget 0002 and 0003 and run again: every statement of them must be safe to repeat, as a
-    // no-transaction file that stopped half-way needs.
+    // Forget 0002, 0003 and 0009 and run again: every statement of them must be safe to repeat, as a
+    // no-transaction file that stopped half-way needs (0009 last: it holds the current apply_retention).
     await store.writeFunding([{ ...funding(T0), symbol: 'KEEP/USDT' }]);
     await db.query("UPDATE store_retention SET keep = interval '3 days' WHERE relation = 'trades'");
-    await db.query("DELETE FROM schema_migrations WHERE version IN ('0002', '0003')");
+    await db.query("DELETE FROM schema_migrations WHERE version IN ('0002', '0003', '0009')");
     const again = await runMigrations(db);
-    expect(again.applied).toEqual(['0002_funding_retention_compression.sql', '0003_candle_continuous_aggregates.sql']);
+    expect(again.applied).toEqual(['0002_funding_retention_compression.sql', '0003_candle_continuous_aggregates.sql', '0009_quotes.sql']);
     expect(again.path).toBe(first.path);
     expect(await count("funding_open_interest WHERE symbol = 'KEEP/USDT'")).toBe(1);
     // the configured window survives: the migration only seeds what is missing
@@ -256,6 +256,9 @@ forEachStoreBackend('Timescale store additions', (backend, serverUrl) => {
     const ticksCut = now - 7 * DAY;
     const candlesCut = now - 30 * DAY;
     const s = 'RET/USDT';
+    const quote = (ts: number): Quote => ({
+      type: 'quote', exchange: 'binance', symbol: s, ts, localTs: ts + 3, seq: null, bid: 99, bidSize: 1, ask: 100, askSize: 2, health: 'healthy',
+    });
     await store.writeEvents([
       trade({ symbol: s, id: 'old', ts: ticksCut - 1 }),
       trade({ symbol: s, id: 'edge', ts: ticksCut }),
@@ -263,6 +266,8 @@ forEachStoreBackend('Timescale store additions', (backend, serverUrl) => {
       ticker({ symbol: s, ts: ticksCut - 1 }),
       ticker({ symbol: s, ts: ticksCut + 1 }),
       book({ symbol: s, ts: ticksCut - 60_000 }),
+      quote(ticksCut - 1),
+      quote(ticksCut + 2),
       candle({ symbol: s, ts: candlesCut - MIN }),
       candle({ symbol: s, ts: candlesCut }),
     ]);
@@ -270,7 +275,7 @@ forEachStoreBackend('Timescale store additions', (backend, serverUrl) => {
     await store.writeEvents([trade({ symbol: 'GONE/USDT', id: '1', ts: ticksCut - DAY })]);
     await store.writeFunding([funding(candlesCut - 1, { symbol: s }), funding(candlesCut, { symbol: s })]);
 
-    const tables = ['trades', 'tickers', 'book_snapshots', 'candles', 'funding_open_interest'] as const;
+    const tables = ['trades', 'tickers', 'book_snapshots', 'quotes', 'candles', 'funding_open_interest'] as const;
     const cutOf = (t: string) => (t === 'candles' || t === 'funding_open_interest' ? candlesCut : ticksCut);
     const older = async (t: string) => count(`${t} WHERE ts < ms_to_ts($1::bigint)`, [cutOf(t)]);
     const newer = async (t: string) => count(`${t} WHERE ts >= ms_to_ts($1::bigint)`, [cutOf(t)]);
@@ -285,11 +290,13 @@ forEachStoreBackend('Timescale store additions', (backend, serverUrl) => {
     expect((await store.trades({ exchange: 'binance', symbol: s, limit: 10 })).map((t) => t.id)).toEqual(['edge', 'new']);
     expect((await store.funding({ exchange: 'binance', symbol: s, limit: 10 })).map((f) => f.ts)).toEqual([candlesCut]);
     expect(await store.latestBook('binance', s)).toBeNull();
+    expect((await store.quotes({ exchange: 'binance', symbol: s, limit: 10 })).map((q) => q.ts)).toEqual([ticksCut + 2]);
 
     // feeds say what is still held
     const feeds = (await store.listFeeds()).filter((f) => f.symbol === s || f.symbol === 'GONE/USDT');
     expect(feeds.map((f) => [f.symbol, f.channel, f.firstTs])).toEqual([
       ['RET/USDT', 'candles', candlesCut],
+      ['RET/USDT', 'quotes', ticksCut + 2],
       ['RET/USDT', 'tickers', ticksCut + 1],
       ['RET/USDT', 'trades', ticksCut],
     ]);
@@ -321,6 +328,7 @@ forEachStoreBackend('Timescale store additions', (backend, serverUrl) => {
       { relation: 'book_snapshots', days: 7 },
       { relation: 'candles', days: 30 },
       { relation: 'funding_open_interest', days: 30 },
+      { relation: 'quotes', days: 7 },
       { relation: 'tickers', days: 7 },
       { relation: 'trades', days: 7 },
     ]);

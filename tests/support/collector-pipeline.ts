@@ -28,13 +28,15 @@ export interface CollectorPipelineOptions {
   readonly endpoints: Readonly<Record<string, EndpointOverride>>;
   readonly channels?: readonly CollectorChannel[];
   readonly tuning?: CollectorTuning;
+  /** at most one stored book snapshot per market this often (default 250 ms) */
+  readonly bookIntervalMs?: number;
   readonly logger?: Logger;
   /** a migrated database to use (emptied first, kept open on close); default: a fresh PGlite */
   readonly database?: TestDatabase;
 }
 
 /** Every table the ingestion path writes (emptied between tests sharing a database). */
-const INGESTION_TABLES = ['trades', 'tickers', 'book_snapshots', 'candles', 'candle_rollups', 'feeds', 'funding_open_interest', 'feed_status', 'feed_gaps', 'dead_letters'];
+const INGESTION_TABLES = ['trades', 'tickers', 'book_snapshots', 'quotes', 'candles', 'candle_rollups', 'feeds', 'funding_open_interest', 'feed_status', 'feed_gaps', 'dead_letters'];
 
 /** Empties the ingestion tables of a shared test database. */
 export async function emptyIngestionTables(database: TestDatabase): Promise<void> {
@@ -104,7 +106,7 @@ export async function startCollectorPipeline(options: CollectorPipelineOptions):
       bus,
       logger,
       clock: systemClock,
-      bookIntervalMs: 250,
+      bookIntervalMs: options.bookIntervalMs ?? 250,
       configure: (exchange) => {
         const endpoint = options.endpoints[exchange.id];
         if (!endpoint) throw new Error(`no simulator endpoint for ${exchange.id}`);

@@ -1,13 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { RecordDecodeError } from '../../layers/shared/src/domain/errors.js';
 import { decodeEvents, encodeEvents } from '../../layers/shared/src/stream/event-codec.js';
-import { book, candle, ticker, trade } from '../fixtures/events.js';
+import type { Quote } from '../../layers/shared/src/domain/index.js';
+import { T0, book, candle, ticker, trade } from '../fixtures/events.js';
 
 const bytes = (s: string) => new TextEncoder().encode(s);
+const quote: Quote = { type: 'quote', exchange: 'binance', symbol: 'BTC/USDT', ts: T0, localTs: T0 + 5, seq: 42, bid: 99.5, bidSize: 2, ask: 100.5, askSize: 1, health: 'healthy' };
 
 describe('event codec', () => {
   it('round-trips every event type', () => {
-    const events = [trade(), ticker(), book(), candle()];
+    const events = [trade(), ticker(), book(), quote, candle()];
     expect(decodeEvents(encodeEvents(events))).toEqual({ events, rejected: [] });
   });
 
@@ -25,5 +27,13 @@ describe('event codec', () => {
     expect(rejected).toHaveLength(1);
     expect(rejected[0]!.reason).toMatch(/^side:/);
     expect(rejected[0]!.payload).toEqual(bad);
+  });
+
+  it('rejects a crossed quote, and an event type it does not know, each with the reason (writers dead-letter them)', () => {
+    const crossed = { ...quote, bid: 101 };
+    const unknown = { ...quote, type: 'bbo' };
+    const { events, rejected } = decodeEvents(bytes(JSON.stringify({ v: 1, events: [quote, crossed, unknown] })));
+    expect(events).toEqual([quote]);
+    expect(rejected.map((r) => r.reason)).toEqual([expect.stringMatching(/^ask: a quote is not crossed/), expect.stringMatching(/^type: .*discriminator/i)]);
   });
 });

@@ -11,10 +11,13 @@
  * A break makes the book `resyncing` and asks the collector for a fresh snapshot (unWatch, watch);
  * it is `healthy` again once a fresh snapshot is applied and verified. Every stored snapshot carries
  * the health it was taken with, and a change of health is published at once (not at the throttle).
+ * Between snapshots, every change of the top of book (best bid/ask price or size) is published as a
+ * quote, not throttled: read after each frame ccxt applies (where the frame is recognised) and at
+ * each watch return, so a change is not lost when several frames arrive before the watch returns.
  */
 import ccxt from 'ccxt';
-import type { BookHealth, OrderBook } from '../domain/index.js';
-import { NormalizationError, normalizeOrderBook, type CcxtOrderBookLike } from '../normalize/ccxt-normalizer.js';
+import type { BookHealth, OrderBook, Quote } from '../domain/index.js';
+import { NormalizationError, normalizeOrderBook, normalizeQuote, type CcxtOrderBookLike } from '../normalize/ccxt-normalizer.js';
 import { isCanonicalOkxDecimal, okxBookChecksumOfNumbers } from '../normalize/okx-book-checksum.js';
 import type { Clock } from '../ports/index.js';
 import type { Logger } from '../observability/logger.js';
@@ -212,7 +215,8 @@ export interface BookFeedOptions {
   readonly current: () => CcxtOrderBookLike | undefined;
   /** asks for a fresh snapshot: unWatch, then watch again */
   readonly resync: (reason: string) => void;
-  readonly emit: (books: readonly OrderBook[]) => void;
+  /** book snapshots and quotes to publish */
+  readonly emit: (events: readonly (OrderBook | Quote)[]) => void;
   readonly reject: (sample: string, reason: string) => void;
   readonly setError: (message: string) => void;
   readonly count: (name: 'book_breaks' | 'book_resyncs') => void;
@@ -247,6 +251,11 @@ export class BookFeed {
   private recording: BookTop[] | null = null;
   private caughtUp: { readonly nonce: number; readonly resolve: () => void } | null = null;
   private readonly timers = new Set<NodeJS.Timeout>();
+  // the top of book the last quote was made of (or last rejected): an unchanged top is not repeated
+  private topBid: number | null | undefined = NaN;
+  private topBidSize: number | null | undefined = NaN;
+  private topAsk: number | null | undefined = NaN;
+  private topAskSize: number | null | undefined = NaN;
   private interval: NodeJS.Timeout | null = null;
   private stopped = false;
   private readonly log: Logger;
@@ -301,6 +310,7 @@ export class BookFeed {
     this.adopt(book);
     this.record(book, frame);
     this.refresh(frame.kind === 'snapshot' ? 'snapshot applied' : 'update applied');
+    this.quote(book);
   }
 
   /** A watch call returned the book: stored at the throttled cadence, at once when the health changed. */
@@ -308,6 +318,7 @@ export class BookFeed {
     this.stale = false;
     this.adopt(book);
     this.record(book);
+    this.quote(book, localTs);
     const bid = book.bids[0]?.[0];
     const ask = book.asks[0]?.[0];
     if (typeof bid === 'number' && typeof ask === 'number' && bid >= ask && !this.resyncing) {
@@ -404,6 +415,31 @@ export class BookFeed {
     } catch (error) {
       if (!(error instanceof NormalizationError)) throw error;
       this.o.reject(sampleOf(book, this.o.depth), error.message);
+      return;
+    }
+    this.o.emit([event]);
+  }
+
+  /** Publishes a quote if the top of the book changed since the last one; a crossed or one-sided top is rejected. */
+  private quote(book: CcxtOrderBookLike, localTs?: number): void {
+    // the hot path: four numbers compared, nothing allocated while the top stands still
+    const bid = book.bids[0];
+    const ask = book.asks[0];
+    const bidPrice = bid?.[0];
+    const bidSize = bid?.[1];
+    const askPrice = ask?.[0];
+    const askSize = ask?.[1];
+    if (bidPrice === this.topBid && askPrice === this.topAsk && bidSize === this.topBidSize && askSize === this.topAskSize) return;
+    this.topBid = bidPrice;
+    this.topBidSize = bidSize;
+    this.topAsk = askPrice;
+    this.topAskSize = askSize;
+    let event: Quote;
+    try {
+      event = normalizeQuote(this.o.exchange, book, localTs ?? this.o.clock.now(), this.health ?? 'unverified');
+    } catch (error) {
+      if (!(error instanceof NormalizationError)) throw error;
+      this.o.reject(sampleOf(book, 1), error.message);
       return;
     }
     this.o.emit([event]);

@@ -501,7 +501,8 @@ export class MarketCollector {
       case 'books':
         return async () => {
           const book = await exchange.watchOrderBook(symbol);
-          // BookFeed publishes: at the throttled cadence, and at once when the book's health changes
+          // BookFeed publishes: snapshots at the throttled cadence, and at once when the book's health
+          // changes; a quote at every change of the top of book, throttle or not
           feed.books!.onBook(book, clock.now());
           return [];
         };

@@ -12,6 +12,7 @@ export type StoreWriterCounter =
   | 'trades_written'
   | 'tickers_written'
   | 'books_written'
+  | 'quotes_written'
   | 'candles_written'
   | 'funding_written'
   | 'ledger_written'
@@ -127,6 +128,7 @@ async function write(deps: StoreWriterDeps, events: readonly StreamEvent[]): Pro
     deps.counters.add('trades_written', summary.trades);
     deps.counters.add('tickers_written', summary.tickers);
     deps.counters.add('books_written', summary.books);
+    deps.counters.add('quotes_written', summary.quotes);
     deps.counters.add('candles_written', summary.candles);
     deps.onWritten?.(market, summary);
   }

@@ -85,6 +85,28 @@ export const OrderBookSchema = z
   })
   .readonly();
 
+/**
+ * Best bid and ask of a watched book: one per change of the top of book (price or size of either
+ * side), published at every change, unlike the throttled snapshots. `ts` is the exchange time of
+ * the book update that made it; `seq` and `health` are the book's at that update. A crossed or
+ * one-sided top is not a quote.
+ */
+export const QuoteSchema = z
+  .object({
+    type: z.literal('quote'),
+    ...MarketFields,
+    bid: Price,
+    bidSize: Amount,
+    ask: Price,
+    askSize: Amount,
+    /** the exchange's sequence (update id) of the book update, where it gives one */
+    seq: z.number().int().nonnegative().nullable(),
+    /** the book's health at that update (see BookHealthSchema) */
+    health: BookHealthSchema.default('unverified'),
+  })
+  .refine((q) => q.bid < q.ask, { message: 'a quote is not crossed: bid must be below ask', path: ['ask'] })
+  .readonly();
+
 export const CandleSourceSchema = z.enum(['trades', 'exchange']);
 
 export const CandleSchema = z
@@ -128,6 +150,7 @@ export const MarketEventSchema = z.discriminatedUnion('type', [
   TradeSchema,
   TickerSchema,
   OrderBookSchema,
+  QuoteSchema,
   CandleSchema,
 ]);
 
@@ -136,6 +159,7 @@ export type Ticker = z.infer<typeof TickerSchema>;
 export type BookLevel = z.infer<typeof BookLevelSchema>;
 export type BookHealth = z.infer<typeof BookHealthSchema>;
 export type OrderBook = z.infer<typeof OrderBookSchema>;
+export type Quote = z.infer<typeof QuoteSchema>;
 export type Candle = z.infer<typeof CandleSchema>;
 export type CandleSource = z.infer<typeof CandleSourceSchema>;
 export type Signal = z.infer<typeof SignalSchema>;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CandleSchema, EpochMsSchema, OrderBookSchema, TickerSchema, TradeSchema, type MarketEvent } from './events.js';
+import { CandleSchema, EpochMsSchema, OrderBookSchema, QuoteSchema, TickerSchema, TradeSchema, type MarketEvent } from './events.js';
 import { ExchangeIdSchema, SymbolSchema } from './symbols.js';
 
 /**
@@ -127,6 +127,7 @@ export const StreamEventSchema = z.discriminatedUnion('type', [
   TradeSchema,
   TickerSchema,
   OrderBookSchema,
+  QuoteSchema,
   CandleSchema,
   FundingEventSchema,
   FeedStatusSchema,
@@ -142,9 +143,9 @@ export type GapEvent = z.infer<typeof GapEventSchema>;
 export type LedgerEvent = FeedStatus | GapEvent;
 export type StreamEvent = z.infer<typeof StreamEventSchema>;
 
-const MARKET_TYPES: ReadonlySet<string> = new Set<MarketEvent['type']>(['trade', 'ticker', 'book', 'candle']);
+const MARKET_TYPES: ReadonlySet<string> = new Set<MarketEvent['type']>(['trade', 'ticker', 'book', 'quote', 'candle']);
 
-/** True for trade, ticker, book and candle events (what every market store writes). */
+/** True for trade, ticker, book, quote and candle events (what every market store writes). */
 export function isMarketEvent(e: StreamEvent): e is MarketEvent {
   return MARKET_TYPES.has(e.type);
 }

@@ -1,7 +1,7 @@
 import { ValidationError } from '../domain/errors.js';
-import type { BookHealth, OrderBook, Ticker, Trade } from '../domain/index.js';
+import type { BookHealth, OrderBook, Quote, Ticker, Trade } from '../domain/index.js';
 import { z } from 'zod';
-import { OrderBookSchema, TickerSchema, TradeSchema } from '../domain/index.js';
+import { OrderBookSchema, QuoteSchema, TickerSchema, TradeSchema } from '../domain/index.js';
 import { formatIssues } from '../domain/issues.js';
 
 // The few fields of ccxt's unified structures the platform uses (ccxt types them loosely).
@@ -48,6 +48,7 @@ export class NormalizationError extends ValidationError {}
 const TradeParser = z.compile(TradeSchema);
 const TickerParser = z.compile(TickerSchema);
 const OrderBookParser = z.compile(OrderBookSchema);
+const QuoteParser = z.compile(QuoteSchema);
 
 const orNull = (v: Num): number | null => (v === undefined || v === null || Number.isNaN(v) ? null : v);
 
@@ -107,6 +108,29 @@ export function normalizeOrderBook(exchange: string, ob: CcxtOrderBookLike, dept
     depth,
     bids: levels(ob.bids),
     asks: levels(ob.asks),
+    health,
+  });
+}
+
+/**
+ * The top of a ccxt order book -> Quote (best bid and ask with their sizes). An empty side or a
+ * crossed top is not a quote: NormalizationError, saying which.
+ */
+export function normalizeQuote(exchange: string, ob: CcxtOrderBookLike, localTs: number, health: BookHealth = 'unverified'): Quote {
+  const bid = ob.bids[0];
+  const ask = ob.asks[0];
+  if (!bid || !ask) throw new NormalizationError(`${exchange} quote is not valid: the book's ${bid ? 'ask' : 'bid'} side is empty`);
+  return check(QuoteParser, 'quote', exchange, {
+    type: 'quote',
+    exchange,
+    symbol: ob.symbol,
+    ts: ob.timestamp ?? localTs,
+    localTs,
+    bid: bid[0],
+    bidSize: bid[1],
+    ask: ask[0],
+    askSize: ask[1],
+    seq: orNull(ob.nonce),
     health,
   });
 }

@@ -3,18 +3,21 @@ import type {
   CandleSource,
   MarketEvent,
   OrderBook,
+  Quote,
   Signal,
   Ticker,
   Timeframe,
   Trade,
 } from '../domain/index.js';
 
-export type Channel = 'trades' | 'tickers' | 'books' | 'candles';
+/** What the store holds per market; `quotes` are the best bid/ask changes of a watched book. */
+export type Channel = 'trades' | 'tickers' | 'books' | 'quotes' | 'candles';
 
 export interface WriteSummary {
   readonly trades: number;
   readonly tickers: number;
   readonly books: number;
+  readonly quotes: number;
   readonly candles: number;
 }
 
@@ -58,6 +61,18 @@ export interface TradeQuery {
   readonly until?: number;
   /** keyset cursor: return trades strictly after (ts, id) */
   readonly after?: { readonly ts: number; readonly id: string };
+  /** newest first instead of oldest first */
+  readonly newestFirst?: boolean;
+  readonly limit: number;
+}
+
+export interface QuoteQuery {
+  readonly exchange: string;
+  readonly symbol: string;
+  /** inclusive, ms epoch (exchange time) */
+  readonly since?: number;
+  /** exclusive, ms epoch (exchange time) */
+  readonly until?: number;
   /** newest first instead of oldest first */
   readonly newestFirst?: boolean;
   readonly limit: number;
@@ -131,6 +146,10 @@ export interface MarketReader {
   listFeeds(): Promise<readonly FeedCoverage[]>;
   latestTicker(exchange: string, symbol: string): Promise<Ticker | null>;
   latestBook(exchange: string, symbol: string): Promise<OrderBook | null>;
+  /** The newest best bid/ask of a market (exchange time, then receipt time, then sequence). */
+  latestQuote(exchange: string, symbol: string): Promise<Quote | null>;
+  /** Best bid/ask changes of a market in that order; ascending unless newestFirst. */
+  quotes(query: QuoteQuery): Promise<readonly Quote[]>;
   trades(query: TradeQuery): Promise<readonly Trade[]>;
   /** Trade count, volumes and quote volume of a range (VWAP = quoteVolume / volume). */
   tradeStats(query: TradeStatsQuery): Promise<TradeStats>;

@@ -1,5 +1,5 @@
 import { PlatformError, ValidationError } from '../domain/errors.js';
-import type { Candle, OrderBook, Ticker, Timeframe, Trade } from '../domain/index.js';
+import type { Candle, OrderBook, Quote, Ticker, Timeframe, Trade } from '../domain/index.js';
 import { bucketStart, timeframeMs } from '../domain/index.js';
 import type { Channel, Clock, FeedCoverage, GapRecord, LedgerReader, MarketReader, StoredCandle, TradeStats } from '../ports/index.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
@@ -146,7 +146,7 @@ export interface TradeStatsView extends TradeStats {
   readonly freshness: Freshness;
 }
 
-export type SnapshotSource = 'trade' | 'ticker' | 'book';
+export type SnapshotSource = 'trade' | 'ticker' | 'book' | 'quote';
 
 /** One figure of a market snapshot with the exchange time it is from. */
 export interface SnapshotFigure {
@@ -233,7 +233,8 @@ export class MarketQueryService {
   /**
    * Price, 24h change and volume, best bid/ask and spread of `symbols` on every exchange holding them
    * (or only `exchanges`), each figure with its exchange time. Best bid/ask come from whichever of the
-   * latest ticker and book snapshot is newer; the price from the newer of the last trade and ticker.
+   * latest ticker, book snapshot and quote is newest (a tie goes to the quote, then the book); the
+   * price from the newer of the last trade and ticker.
    */
   async getMarketSnapshot(req: { symbols: readonly string[]; exchanges?: readonly string[] }): Promise<MarketSnapshotAnswer> {
     const feeds = await this.reader.listFeeds();
@@ -256,9 +257,10 @@ export class MarketQueryService {
     const now = this.clock.now();
     const snapshots = await Promise.all(
       [...markets.values()].map(async ({ exchange, symbol, channels }): Promise<MarketSnapshot> => {
-        const [ticker, book, lastTrade] = await Promise.all([
+        const [ticker, book, quote, lastTrade] = await Promise.all([
           channels.has('tickers') ? this.reader.latestTicker(exchange, symbol) : null,
           channels.has('books') ? this.reader.latestBook(exchange, symbol) : null,
+          channels.has('quotes') ? this.reader.latestQuote(exchange, symbol) : null,
           channels.has('trades') ? this.reader.trades({ exchange, symbol, newestFirst: true, limit: 1 }).then((t) => t[0] ?? null) : null,
         ]);
         const figure = (value: number | null | undefined, ts: number | undefined, source: SnapshotSource): SnapshotFigure | null =>
@@ -266,9 +268,13 @@ export class MarketQueryService {
         const tradePrice = figure(lastTrade?.price, lastTrade?.ts, 'trade');
         const tickerPrice = figure(ticker?.last, ticker?.ts, 'ticker');
         const price = tradePrice && (!tickerPrice || tradePrice.ts >= tickerPrice.ts) ? tradePrice : tickerPrice;
-        const bookTop = book && book.bids[0] && book.asks[0] ? { bid: book.bids[0][0], ask: book.asks[0][0], ts: book.ts } : null;
-        const tickerTop = ticker && ticker.bid !== null && ticker.ask !== null ? { bid: ticker.bid, ask: ticker.ask, ts: ticker.ts } : null;
-        const top = bookTop && (!tickerTop || bookTop.ts >= tickerTop.ts) ? { ...bookTop, source: 'book' as const } : tickerTop && { ...tickerTop, source: 'ticker' as const };
+        type Top = { bid: number; ask: number; ts: number; source: SnapshotSource };
+        // in order of preference when times tie: a quote is the book's top at that update
+        const tops: Top[] = [];
+        if (quote) tops.push({ bid: quote.bid, ask: quote.ask, ts: quote.ts, source: 'quote' });
+        if (book && book.bids[0] && book.asks[0]) tops.push({ bid: book.bids[0][0], ask: book.asks[0][0], ts: book.ts, source: 'book' });
+        if (ticker && ticker.bid !== null && ticker.ask !== null) tops.push({ bid: ticker.bid, ask: ticker.ask, ts: ticker.ts, source: 'ticker' });
+        const top = tops.reduce<Top | null>((best, t) => (best === null || t.ts > best.ts ? t : best), null);
         const mid = top ? (top.bid + top.ask) / 2 : null;
         return {
           exchange,
@@ -295,11 +301,17 @@ export class MarketQueryService {
     return { ticker, freshness: this.freshness(feed('tickers')?.lastTs ?? ticker?.ts ?? null) };
   }
 
-  /** Latest stored order book snapshot of one market. */
-  async getOrderBook(exchange: string, symbol: string): Promise<{ book: OrderBook | null; freshness: Freshness }> {
+  /**
+   * Latest stored order book snapshot of one market, and its latest quote (best bid/ask), which is
+   * newer than the snapshot when the top changed since; freshness is that of the newer of the two.
+   */
+  async getOrderBook(exchange: string, symbol: string): Promise<{ book: OrderBook | null; quote: Quote | null; freshness: Freshness }> {
     const feed = await this.requireMarket(exchange, symbol);
-    const book = await this.reader.latestBook(exchange, symbol);
-    return { book, freshness: this.freshness(feed('books')?.lastTs ?? book?.ts ?? null) };
+    const [book, quote] = await Promise.all([
+      this.reader.latestBook(exchange, symbol),
+      feed('quotes') ? this.reader.latestQuote(exchange, symbol) : null,
+    ]);
+    return { book, quote, freshness: this.freshness(newestOf(feed('books')?.lastTs ?? book?.ts, feed('quotes')?.lastTs ?? quote?.ts)) };
   }
 
   /** Trades of one market: from `since` forward, or else the most recent ones, paged by cursor. */
@@ -381,7 +393,23 @@ export class MarketQueryService {
       ledger ? readLedgerGaps(ledger, req.exchange, req.symbol, window.from) : Promise.resolve(null),
     ]);
     const spans = (ledgerGaps?.gaps ?? []).map((g) => gapSpan(g, req.timeframe)).filter((g) => g.to > window.from && g.from < window.to);
-    const candles = ascending.map((c, i) => ({ ...c, missingMinutes: minutes?.[i] ?? null, feedGap: worstAt(spans, c.ts, c.ts + size) }));
+    const candles: CandlePageItem[] = ascending.map((c, i) => ({
+      exchange: c.exchange,
+      symbol: c.symbol,
+      timeframe: c.timeframe,
+      ts: c.ts,
+      open: c.open,
+      high: c.high,
+      low: c.low,
+      close: c.close,
+      volume: c.volume,
+      trades: c.trades,
+      source: c.source,
+      minutes: c.minutes ?? null,
+      closed: c.closed,
+      missingMinutes: minutes?.[i] ?? null,
+      feedGap: worstAt(spans, c.ts, c.ts + size),
+    }));
     const held = heldRange(feed, req.timeframe);
     const all = missingRanges(ascending, window, size).flatMap((r) => classify(r, held, spans, ledgerGaps !== null, size));
     const gaps = all.slice(0, this.limits.maxGapRanges);
@@ -513,7 +541,22 @@ export class MarketQueryService {
       const end = bucketStart(c.ts, timeframe) + size;
       // closed once trades past its end have arrived (per-market order holds), or long after its end
       const closed = end <= lastTradeTs || end <= now - this.limits.closeAfterMs;
-      return { ...c, closed };
+      // spelled out, not `{ ...c, closed }`: the spread took ~1 µs a candle, a fifth of a 200-candle call
+      return {
+        exchange: c.exchange,
+        symbol: c.symbol,
+        timeframe: c.timeframe,
+        ts: c.ts,
+        open: c.open,
+        high: c.high,
+        low: c.low,
+        close: c.close,
+        volume: c.volume,
+        trades: c.trades,
+        source: c.source,
+        minutes: c.minutes ?? null,
+        closed,
+      };
     });
   }
 

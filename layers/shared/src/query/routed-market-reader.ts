@@ -1,4 +1,4 @@
-import type { OrderBook, Ticker, Trade } from '../domain/index.js';
+import type { OrderBook, Quote, Ticker, Trade } from '../domain/index.js';
 import { bucketStart, timeframeMs } from '../domain/index.js';
 import { PlatformError } from '../domain/errors.js';
 import type {
@@ -8,6 +8,7 @@ import type {
   Clock,
   FeedCoverage,
   MarketReader,
+  QuoteQuery,
   StoredCandle,
   TradeQuery,
   TradeStats,
@@ -18,7 +19,7 @@ import type {
 export class MinuteCountUnsupportedError extends PlatformError {}
 
 export interface RetentionWindows {
-  /** how long the recent store keeps trades, tickers and books */
+  /** how long the recent store keeps trades, tickers, books and quotes */
   readonly ticksMs: number;
   /** how long the recent store keeps 1m candles */
   readonly candlesMs: number;
@@ -75,6 +76,22 @@ export class RoutedMarketReader implements MarketReader {
 
   async latestBook(exchange: string, symbol: string): Promise<OrderBook | null> {
     return (await this.recent.latestBook(exchange, symbol)) ?? this.history.latestBook(exchange, symbol);
+  }
+
+  async latestQuote(exchange: string, symbol: string): Promise<Quote | null> {
+    return (await this.recent.latestQuote(exchange, symbol)) ?? this.history.latestQuote(exchange, symbol);
+  }
+
+  async quotes(q: QuoteQuery): Promise<readonly Quote[]> {
+    const handover = this.handover('ticks');
+    if ((q.since ?? -Infinity) >= handover) return this.recent.quotes(q);
+    if ((q.until ?? Infinity) <= handover) return this.history.quotes(q);
+    const older: QuoteQuery = { ...q, until: Math.min(q.until ?? Infinity, handover) };
+    const newer: QuoteQuery = { ...q, since: Math.max(q.since ?? -Infinity, handover) };
+    const read = (store: MarketReader, r: QuoteQuery) => store.quotes(r);
+    return q.newestFirst
+      ? stitch(read, [this.recent, newer], [this.history, older], q.limit)
+      : stitch(read, [this.history, older], [this.recent, newer], q.limit);
   }
 
   async trades(q: TradeQuery): Promise<readonly Trade[]> {

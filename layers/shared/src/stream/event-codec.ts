@@ -23,7 +23,7 @@ export interface DecodedRecord<E extends StreamEvent = MarketEvent> {
 }
 
 /**
- * Decodes a record into its market events (trade, ticker, book, candle); funding and ledger events
+ * Decodes a record into its market events (trade, ticker, book, quote, candle); funding and ledger events
  * are left out (see decodeStreamEvents). Throws RecordDecodeError when the record is unreadable.
  */
 export function decodeEvents(data: Uint8Array): DecodedRecord {

@@ -1,4 +1,4 @@
-import type { Candle, MarketEvent, OrderBook, Signal, Ticker, Trade } from '../../domain/index.js';
+import type { Candle, MarketEvent, OrderBook, Quote, Signal, Ticker, Trade } from '../../domain/index.js';
 import { BookHealthSchema, bucketStart, timeframeMs, timeframeOffsetMs } from '../../domain/index.js';
 import type {
   BucketMinutes,
@@ -8,6 +8,7 @@ import type {
   DeadLetter,
   FeedCoverage,
   MarketStore,
+  QuoteQuery,
   StoredCandle,
   TradeQuery,
   TradeStats,
@@ -23,6 +24,7 @@ const CHANNEL_OF: Record<MarketEvent['type'], Channel> = {
   trade: 'trades',
   ticker: 'tickers',
   book: 'books',
+  quote: 'quotes',
   candle: 'candles',
 };
 
@@ -74,14 +76,16 @@ export class ClickHouseMarketStore implements MarketStore {
     const trades: Trade[] = [];
     const tickers: Ticker[] = [];
     const books: OrderBook[] = [];
+    const quotes: Quote[] = [];
     const candles: Candle[] = [];
     for (const e of events) {
       if (e.type === 'trade') trades.push(e);
       else if (e.type === 'ticker') tickers.push(e);
       else if (e.type === 'book') books.push(e);
+      else if (e.type === 'quote') quotes.push(e);
       else candles.push(e);
     }
-    if (events.length === 0) return { trades: 0, tickers: 0, books: 0, candles: 0 };
+    if (events.length === 0) return { trades: 0, tickers: 0, books: 0, quotes: 0, candles: 0 };
     const latestCandles = latestCandleVersions(candles);
     // Encoded before anything is sent: a value the columns cannot hold fails the batch up front.
     const tradeBody = trades.length ? encodeTrades(trades) : new Uint8Array(0);
@@ -91,6 +95,7 @@ export class ClickHouseMarketStore implements MarketStore {
       this.ch.insertRowBinary('trades', TRADE_COLUMNS, tradeBody, trades.length),
       this.ch.insert('tickers_in', tickers.map(tickerRow)),
       this.ch.insert('book_snapshots_in', books.map(bookRow)),
+      this.ch.insert('quotes_in', quotes.map(quoteRow)),
       this.ch.insert('candles_in', latestCandles.map((c) => candleRow(c, this.nextVersion()))),
     ]);
     if (trades.length) await this.rebuildMinutes(trades);
@@ -101,7 +106,7 @@ export class ClickHouseMarketStore implements MarketStore {
       touched.length ? this.ch.command(rollupRebuild(touched, this.nextVersion())) : Promise.resolve(),
       this.ch.insert('feed_updates', feedRows(events)),
     ]);
-    return { trades: trades.length, tickers: tickers.length, books: books.length, candles: latestCandles.length };
+    return { trades: trades.length, tickers: tickers.length, books: books.length, quotes: quotes.length, candles: latestCandles.length };
   }
 
   /** Writes signals; the count is rows sent (a replayed signal is one row on read). */
@@ -203,6 +208,30 @@ export class ClickHouseMarketStore implements MarketStore {
       asks: row.asks,
       health: BookHealthSchema.catch('unverified').parse(row.health),
     };
+  }
+
+  async latestQuote(exchange: string, symbol: string): Promise<Quote | null> {
+    // the newest exchange millisecond first: 18.16 cannot stop an ORDER BY ... DESC LIMIT early,
+    // and a market holds far more quotes than tickers. Copies of one key are the same quote.
+    const market = sql`exchange = ${exchange} AND symbol = ${symbol}`;
+    const rows = await this.ch.query<QuoteRow>(
+      sql`SELECT ${QUOTE_COLUMNS} FROM quotes
+          WHERE ${market} AND ts = (SELECT max(ts) FROM quotes WHERE ${market})
+          ORDER BY local_ts DESC, seq DESC LIMIT 1`,
+    );
+    return rows[0] ? quoteOf(rows[0]) : null;
+  }
+
+  async quotes(q: QuoteQuery): Promise<readonly Quote[]> {
+    const where: Sql[] = [sql`exchange = ${q.exchange}`, sql`symbol = ${q.symbol}`];
+    if (q.since !== undefined) where.push(sql`ts >= ${q.since}`);
+    if (q.until !== undefined) where.push(sql`ts < ${q.until}`);
+    const dir = q.newestFirst ? sql`DESC` : sql`ASC`;
+    const rows = await this.ch.query<QuoteRow>(
+      sql`SELECT ${QUOTE_COLUMNS} FROM quotes WHERE ${joinSql(where, ' AND ')}
+          ORDER BY ts ${dir}, local_ts ${dir}, seq ${dir} LIMIT 1 BY ts, local_ts, seq LIMIT ${q.limit}`,
+    );
+    return rows.map(quoteOf);
   }
 
   async tradeStats(q: TradeStatsQuery): Promise<TradeStats> {
@@ -504,6 +533,58 @@ function bookRow(b: OrderBook) {
     bids: levels(b.bids),
     asks: levels(b.asks),
     health: b.health ?? 'unverified',
+  };
+}
+
+/** `seq` -1: the exchange gave none (a sorting key column cannot be Nullable; see 0005). */
+const NO_SEQ = -1;
+
+const QUOTE_COLUMNS = trustedSql(
+  'exchange, symbol, ts, local_ts AS localTs, seq, bid, bid_size AS bidSize, ask, ask_size AS askSize, toString(health) AS health',
+);
+
+interface QuoteRow {
+  exchange: string;
+  symbol: string;
+  ts: U64;
+  localTs: U64;
+  seq: U64;
+  bid: number;
+  bidSize: number;
+  ask: number;
+  askSize: number;
+  health: string;
+}
+
+function quoteOf(r: QuoteRow): Quote {
+  const seq = num(r.seq);
+  return {
+    type: 'quote',
+    exchange: r.exchange,
+    symbol: r.symbol,
+    ts: num(r.ts),
+    localTs: num(r.localTs),
+    bid: r.bid,
+    bidSize: r.bidSize,
+    ask: r.ask,
+    askSize: r.askSize,
+    seq: seq === NO_SEQ ? null : seq,
+    health: BookHealthSchema.catch('unverified').parse(r.health),
+  };
+}
+
+function quoteRow(q: Quote) {
+  return {
+    exchange: q.exchange,
+    symbol: q.symbol,
+    ts: q.ts,
+    local_ts: q.localTs,
+    seq: q.seq,
+    bid: float64Hex(q.bid),
+    bid_size: float64Hex(q.bidSize),
+    ask: float64Hex(q.ask),
+    ask_size: float64Hex(q.askSize),
+    health: q.health ?? 'unverified',
   };
 }
 

@@ -13,7 +13,7 @@ import { sql, table, type ClickHouseTable } from './clickhouse-sql.js';
 export class RetentionError extends PlatformError {}
 
 /** Tables partitioned by month of a ms-epoch column (toYYYYMM in UTC). */
-export const PARTITIONED_TABLES = ['trades', 'tickers', 'book_snapshots', 'candles', 'signals', 'dead_letters'] as const;
+export const PARTITIONED_TABLES = ['trades', 'tickers', 'book_snapshots', 'quotes', 'candles', 'signals', 'dead_letters'] as const;
 export type PartitionedTable = (typeof PARTITIONED_TABLES)[number];
 
 export interface RetentionOptions {

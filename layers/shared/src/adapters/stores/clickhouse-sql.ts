@@ -38,6 +38,8 @@ export const CLICKHOUSE_TABLES = [
   'tickers_in',
   'book_snapshots',
   'book_snapshots_in',
+  'quotes',
+  'quotes_in',
   'candles',
   'candles_in',
   'candle_rollups',

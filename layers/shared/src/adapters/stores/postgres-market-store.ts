@@ -1,4 +1,4 @@
-import type { Candle, MarketEvent, OrderBook, Signal, Ticker, Trade } from '../../domain/index.js';
+import type { Candle, MarketEvent, OrderBook, Quote, Signal, Ticker, Trade } from '../../domain/index.js';
 import { BookHealthSchema, bucketStart, timeframeMs, timeframeOffsetMs } from '../../domain/index.js';
 import { ConfigError } from '../../domain/errors.js';
 import type {
@@ -9,6 +9,7 @@ import type {
   DeadLetter,
   FeedCoverage,
   MarketStore,
+  QuoteQuery,
   StoredCandle,
   TradeQuery,
   TradeStats,
@@ -23,6 +24,7 @@ const CHANNEL_OF: Record<MarketEvent['type'], Channel> = {
   trade: 'trades',
   ticker: 'tickers',
   book: 'books',
+  quote: 'quotes',
   candle: 'candles',
 };
 
@@ -89,7 +91,7 @@ export interface FundingQuery {
 
 /** How long rows are kept, in whole days of exchange time. */
 export interface RetentionPolicy {
-  /** trades, tickers, book snapshots */
+  /** trades, tickers, book snapshots, quotes */
   readonly ticksDays: number;
   /** candles, funding and open interest */
   readonly candlesDays: number;
@@ -123,14 +125,16 @@ export class PostgresMarketStore implements MarketStore {
     const trades: Trade[] = [];
     const tickers: Ticker[] = [];
     const books: OrderBook[] = [];
+    const quotes: Quote[] = [];
     const candles: Candle[] = [];
     for (const e of events) {
       if (e.type === 'trade') trades.push(e);
       else if (e.type === 'ticker') tickers.push(e);
       else if (e.type === 'book') books.push(e);
+      else if (e.type === 'quote') quotes.push(e);
       else candles.push(e);
     }
-    if (events.length === 0) return { trades: 0, tickers: 0, books: 0, candles: 0 };
+    if (events.length === 0) return { trades: 0, tickers: 0, books: 0, quotes: 0, candles: 0 };
     const batch = tradeMinutes(trades);
     let merged = false;
     const write = async (tx: SqlExecutor, copy: CopyExecutor | null, fresh: boolean) => {
@@ -139,6 +143,7 @@ export class PostgresMarketStore implements MarketStore {
         trades: written?.inserted ?? 0,
         tickers: tickers.length ? await insertTickers(tx, tickers) : 0,
         books: books.length ? await insertBooks(tx, books) : 0,
+        quotes: quotes.length ? await insertQuotes(tx, quotes) : 0,
         candles: candles.length ? await upsertExchangeCandles(tx, candles) : 0,
       };
       await finishBatch(tx, written, candles, events);
@@ -299,6 +304,29 @@ export class PostgresMarketStore implements MarketStore {
     );
     const row = rows[0];
     return row ? { type: 'book', ...row, seq: row.seq === null ? null : Number(row.seq), health: BookHealthSchema.catch('unverified').parse(row.health) } : null;
+  }
+
+  async latestQuote(exchange: string, symbol: string): Promise<Quote | null> {
+    // the primary key read backwards: one row
+    const { rows } = await this.db.query<QuoteRow>(
+      `SELECT ${QUOTE_COLUMNS} FROM quotes WHERE exchange = $1 AND symbol = $2 ORDER BY ts DESC, local_ts DESC, seq DESC LIMIT 1`,
+      [exchange, symbol],
+    );
+    return rows[0] ? quoteOf(rows[0]) : null;
+  }
+
+  async quotes(q: QuoteQuery): Promise<readonly Quote[]> {
+    const params: unknown[] = [q.exchange, q.symbol];
+    const where = ['exchange = $1', 'symbol = $2'];
+    if (q.since !== undefined) where.push(`ts >= ms_to_ts($${params.push(q.since)}::bigint)`);
+    if (q.until !== undefined) where.push(`ts < ms_to_ts($${params.push(q.until)}::bigint)`);
+    const dir = q.newestFirst ? 'DESC' : 'ASC';
+    const { rows } = await this.db.query<QuoteRow>(
+      `SELECT ${QUOTE_COLUMNS} FROM quotes WHERE ${where.join(' AND ')}
+       ORDER BY ts ${dir}, local_ts ${dir}, seq ${dir} LIMIT $${params.push(q.limit)}::int`,
+      params,
+    );
+    return rows.map(quoteOf);
   }
 
   async trades(q: TradeQuery): Promise<readonly Trade[]> {
@@ -780,6 +808,32 @@ async function insertBooks(tx: SqlExecutor, books: readonly OrderBook[]): Promis
        WHERE EXCLUDED.local_ts > b.local_ts
      RETURNING 1`,
     [JSON.stringify([...latest.values()])],
+  );
+  return result.rows.length;
+}
+
+/** `seq` -1 in the key column: the exchange gave none (see 0009). */
+const NO_SEQ = -1;
+
+const QUOTE_COLUMNS = `exchange, symbol, ts_to_ms(ts) AS ts, ts_to_ms(local_ts) AS "localTs", seq::float8 AS seq, bid,
+  bid_size AS "bidSize", ask, ask_size AS "askSize", health`;
+
+type QuoteRow = Omit<Quote, 'type' | 'health'> & { health: string };
+
+function quoteOf(row: QuoteRow): Quote {
+  return { type: 'quote', ...row, seq: row.seq === NO_SEQ ? null : row.seq, health: BookHealthSchema.catch('unverified').parse(row.health) };
+}
+
+/** Quotes are facts of one instant: a replayed one (same key) is the same row, left as it is. */
+async function insertQuotes(tx: SqlExecutor, quotes: readonly Quote[]): Promise<number> {
+  const result = await tx.query(
+    `INSERT INTO quotes (exchange, symbol, ts, local_ts, seq, bid, bid_size, ask, ask_size, health)
+     SELECT exchange, symbol, ms_to_ts("ts"), ms_to_ts("localTs"), COALESCE(seq, ${NO_SEQ}), bid, "bidSize", ask, "askSize",
+            COALESCE(health, 'unverified')
+     FROM jsonb_to_recordset($1::jsonb) AS r(exchange text, symbol text, "ts" bigint, "localTs" bigint, seq bigint,
+       bid float8, "bidSize" float8, ask float8, "askSize" float8, health text)
+     ON CONFLICT DO NOTHING RETURNING 1`,
+    [JSON.stringify(quotes)],
   );
   return result.rows.length;
 }

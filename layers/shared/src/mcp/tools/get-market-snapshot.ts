@@ -13,7 +13,9 @@ const Figure = (what: string) =>
       value: z.number(),
       ts: z.number().describe('Exchange time the figure is from, ms epoch.'),
       ageMs: z.number().describe('How old the figure is at asOf.'),
-      source: z.enum(['trade', 'ticker', 'book']).describe('What it was read from.'),
+      source: z
+        .enum(['trade', 'ticker', 'book', 'quote'])
+        .describe('What it was read from: a trade, the ticker, a book snapshot, or a quote (best bid/ask stored at every change of the top of book).'),
     })
     .nullable()
     .describe(`${what}; null when the market has no data for it.`);
@@ -25,7 +27,7 @@ const SnapshotOutput = z.object({
   change24hPct: Figure('24h change in percent (ticker)'),
   baseVolume24h: Figure('24h volume in base currency (ticker)'),
   quoteVolume24h: Figure('24h volume in quote currency (ticker)'),
-  bid: Figure('Best bid: the newer of the latest book snapshot and the ticker'),
+  bid: Figure('Best bid: the newest of the latest quote, book snapshot and ticker'),
   ask: Figure('Best ask, from the same source as bid'),
   spread: Figure('ask - bid, quote currency'),
   spreadBps: Figure('Spread in basis points of the mid price'),
@@ -45,7 +47,8 @@ export function registerGetMarketSnapshotTool(server: McpServer, deps: McpDeps):
       title: 'Market snapshot across exchanges',
       description:
         'For one or more symbols, returns per exchange: last price, 24h change and volume, best bid/ask, spread (absolute and in bps), ' +
-        'each figure with its exchange time, age and source (trade, ticker or book). Use it for a quick cross-exchange view; ' +
+        'each figure with its exchange time, age and source (trade, ticker, book or quote). Best bid/ask come from the newest of the latest quote ' +
+        '(stored at every change of the top of book), book snapshot and ticker. Use it for a quick cross-exchange view; ' +
         'compare ageMs values before comparing prices. Symbols are ccxt unified symbols; list_markets shows what is held.',
       inputSchema: {
         symbols: z

@@ -1,6 +1,6 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
-import type { OrderBook } from '../../domain/index.js';
+import type { OrderBook, Quote } from '../../domain/index.js';
 import type { McpDeps } from '../server.js';
 import { readOnlyAnnotations, runTool, toolSuccess } from '../tool-result.js';
 import { FreshnessOutput, freshnessOut, iso, marketInput, normalizeMarket } from './schemas.js';
@@ -10,6 +10,8 @@ const MAX_DEPTH = 1000;
 const Levels = z
   .array(z.tuple([z.number(), z.number()]))
   .describe('Price levels as [price, amount in base currency], best first.');
+
+const HealthOutput = z.enum(['healthy', 'resyncing', 'stale', 'unverified']);
 
 const BookOutput = z
   .object({
@@ -24,9 +26,7 @@ const BookOutput = z
     bestAsk: z.number().nullable().describe('Lowest ask price; null when there are no asks.'),
     mid: z.number().nullable().describe('(bestBid + bestAsk) / 2; null when a side is empty.'),
     spread: z.number().nullable().describe('bestAsk - bestBid; null when a side is empty.'),
-    health: z
-      .enum(['healthy', 'resyncing', 'stale', 'unverified'])
-      .describe(
+    health: HealthOutput.describe(
         'How far the book could be trusted when this snapshot was taken. ' +
           'healthy: verified (the exchange checksum matched every update, or the update sequence was continuous and a REST snapshot agreed); ' +
           'resyncing: a break was found (checksum mismatch, sequence gap or REST disagreement) and a fresh snapshot was being fetched, so levels may be wrong; ' +
@@ -37,10 +37,31 @@ const BookOutput = z
   .nullable()
   .describe('Latest snapshot held; null when this market has no order book channel (see list_markets).');
 
+const QuoteOutput = z
+  .object({
+    ts: z.number().describe('Exchange time of the book update that set this top of book, ms epoch.'),
+    tsIso: z.string().describe('ts as ISO-8601 UTC.'),
+    localTs: z.number().describe('When the collector received that update, ms epoch.'),
+    seq: z.number().nullable().describe('Exchange sequence / update id of that update; null when the exchange gives none.'),
+    bid: z.number().describe('Best bid price.'),
+    bidSize: z.number().describe('Amount at the best bid, base currency.'),
+    ask: z.number().describe('Best ask price.'),
+    askSize: z.number().describe('Amount at the best ask, base currency.'),
+    mid: z.number().describe('(bid + ask) / 2.'),
+    spread: z.number().describe('ask - bid.'),
+    health: HealthOutput.describe("The book's health at that update (same states as book.health)."),
+  })
+  .nullable()
+  .describe(
+    'Latest best bid/ask. Stored at every change of the top of book, not at the snapshot cadence, so it is usually newer than book (compare ts); ' +
+      'prefer it over book.bestBid/bestAsk for the current touch. null when none is held.',
+  );
+
 const Output = {
   exchange: z.string().describe('ccxt exchange id.'),
   symbol: z.string().describe('ccxt unified symbol.'),
   book: BookOutput,
+  quote: QuoteOutput,
   freshness: FreshnessOutput,
 };
 
@@ -54,6 +75,7 @@ export function registerGetOrderBookTool(server: McpServer, deps: McpDeps): void
         'Returns the latest stored top-N order book snapshot of one market: bids and asks as [price, amount] levels, best first, ' +
         'plus best bid/ask, mid and spread, with exchange time (ms epoch) and freshness (ageMs). ' +
         'It is a periodic snapshot, not a live book: check freshness.ageMs, and book.health (healthy, resyncing, stale or unverified) before relying on its levels. ' +
+        'quote is the latest best bid/ask with sizes, stored at every change of the top of book, so it can be newer than the snapshot: use it for the current touch. ' +
         'Use depth to return fewer levels. ' +
         'Get valid exchange/symbol values from list_markets.',
       inputSchema: {
@@ -72,11 +94,12 @@ export function registerGetOrderBookTool(server: McpServer, deps: McpDeps): void
     (args) =>
       runTool('get_order_book', deps, async () => {
         const { exchange, symbol } = normalizeMarket(args);
-        const { book, freshness } = await deps.query.getOrderBook(exchange, symbol);
+        const { book, quote, freshness } = await deps.query.getOrderBook(exchange, symbol);
         return toolSuccess({
           exchange,
           symbol,
           book: book && bookOut(book, args.depth ?? MAX_DEPTH),
+          quote: quote && quoteOut(quote),
           freshness: freshnessOut(freshness),
         });
       }),
@@ -102,5 +125,21 @@ function bookOut(b: OrderBook, depth: number): NonNullable<z.infer<typeof BookOu
     mid: both ? (bestBid + bestAsk) / 2 : null,
     spread: both ? bestAsk - bestBid : null,
     health: b.health,
+  };
+}
+
+function quoteOut(q: Quote): NonNullable<z.infer<typeof QuoteOutput>> {
+  return {
+    ts: q.ts,
+    tsIso: iso(q.ts),
+    localTs: q.localTs,
+    seq: q.seq,
+    bid: q.bid,
+    bidSize: q.bidSize,
+    ask: q.ask,
+    askSize: q.askSize,
+    mid: (q.bid + q.ask) / 2,
+    spread: q.ask - q.bid,
+    health: q.health,
   };
 }

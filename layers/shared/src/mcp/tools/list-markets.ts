@@ -22,6 +22,7 @@ const MarketOutput = z.object({
       trades: ChannelOutput.describe('Trades (get_trades; also the source of get_candles).'),
       tickers: ChannelOutput.describe('Tickers (get_ticker).'),
       books: ChannelOutput.describe('Order book snapshots (get_order_book).'),
+      quotes: ChannelOutput.describe('Best bid/ask at every change of the top of book (get_order_book quote, get_market_snapshot).'),
       candles: ChannelOutput.describe('Candles taken from the exchange (get_candles).'),
     })
     .describe('Channels held for this market; a missing channel has no data.'),
@@ -84,7 +85,7 @@ export function registerListMarketsTool(server: McpServer, deps: McpDeps): void 
 
 function marketOut(m: MarketSummary): z.infer<typeof MarketOutput> {
   const channels: z.infer<typeof MarketOutput>['channels'] = {};
-  for (const name of ['trades', 'tickers', 'books', 'candles'] as const) {
+  for (const name of ['trades', 'tickers', 'books', 'quotes', 'candles'] as const) {
     const c = m.channels[name];
     if (c) channels[name] = channelOut(c);
   }
