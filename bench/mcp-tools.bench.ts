@@ -169,7 +169,9 @@ if (!dbUrl) {
   const database = await createTestDatabase('postgres', dbUrl);
   const secret = randomBytes(32).toString('hex');
   const profile = process.env.MCP_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.MCP_BENCH_PROFILE}`] : [];
-  const child = spawn(process.execPath, [...profile, '--import', 'tsx', 'bench/support/mcp-server-child.ts'], {
+  // MCP_BENCH_NODE_FLAGS: extra V8/Node flags for the server (e.g. --max-semi-space-size=32)
+  const flags = (process.env.MCP_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...flags, ...profile, '--import', 'tsx', 'bench/support/mcp-server-child.ts'], {
     env: { PATH: process.env.PATH, DATABASE_URL: database.url!, BENCH_JWT_SECRET: secret },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
