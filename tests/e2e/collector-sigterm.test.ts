@@ -4,11 +4,8 @@
  * cut (the stream is down, everything collected waits in memory) and the collector gets SIGTERM: it
  * must journal what it holds, fsync and exit 0 within its drain deadline. Started again with the
  * stream reachable, it publishes that journal first, then collects on; the store writer then holds
- * every printed trade exactly once.
- *
- * Trades printed while no collector runs are not in this test's scope: the trade feed's start-up
- * fill only takes trades printed since its own subscription began (a window of the wait for the first
- * trade plus a second), not a downtime, so the market is stopped while the collector is down.
+ * every printed trade exactly once, those printed while no collector ran included: the first run
+ * leaves its last trade ids next to the journal, and the second run's start-up fill reaches back to them.
  */
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -145,7 +142,15 @@ describeWithService('kinesis', 'collector process: SIGTERM while the stream is d
     const printedBefore = SYMBOLS.reduce((n, s) => n + sim.printedTrades(s).length, 0);
     expect(storedBefore).toBeLessThan(printedBefore);
 
-    // run 2: the stream is back; the journal goes out first, then it collects on
+    // no collector runs: the market goes on printing
+    const printedAtExit = SYMBOLS.reduce((n, s) => n + sim.printedTrades(s).length, 0);
+    sim.market.start();
+    await waitForPrinted(sim, SYMBOLS, printedCounts(sim, SYMBOLS), 25);
+    sim.market.stop();
+    expect(SYMBOLS.reduce((n, s) => n + sim.printedTrades(s).length, 0)).toBeGreaterThan(printedAtExit);
+
+    // run 2: the stream is back; the journal goes out first, then it collects on, after fetching
+    // what was printed meanwhile
     proxy.restore();
     await waitFor('the first run\'s subscriptions to go', () => sim.activeStreams().filter((s) => tradeStreams.includes(s)).length, (n) => n === 0);
     const second = collector();

@@ -7,6 +7,7 @@ import type { Clock, StreamBus } from '../ports/index.js';
 import { Counters } from '../observability/counters.js';
 import type { Logger } from '../observability/logger.js';
 import { DiskJournal } from './disk-journal.js';
+import { loadTradeIds, saveTradeIds, tradeIdFileFor } from './trade-id-checkpoint.js';
 import { BATCHER_DEFAULTS, EventBatcher, type BatcherCloseSummary, type BatcherCounter, type EventBatcherOptions } from './event-batcher.js';
 import { MarketCollector, type CollectorChannel, type CollectorCounter, type CollectorTuning } from './market-collector.js';
 
@@ -58,6 +59,9 @@ export async function startCollectorService(options: CollectorServiceOptions): P
   const journal = options.journal
     ? await DiskJournal.open({ ...options.journal, logger: logger.child({ component: 'journal' }), counters: counters.batcher })
     : null;
+  // where the previous run's trades ended: its start-up fills reach back there (trades printed while none ran)
+  const tradeIdFile = options.journal ? tradeIdFileFor(options.journal.dir) : null;
+  const resumeTradeIds = tradeIdFile ? await loadTradeIds(tradeIdFile, logger) : new Map<string, number>();
   const batcher = new EventBatcher({
     bus: options.bus,
     logger,
@@ -86,7 +90,7 @@ export async function startCollectorService(options: CollectorServiceOptions): P
     ...(options.channels && { channels: options.channels }),
     ...(options.bookIntervalMs !== undefined && { bookIntervalMs: options.bookIntervalMs }),
     ...(options.bookDepth !== undefined && { bookDepth: options.bookDepth }),
-    ...(options.tuning && { tuning: options.tuning }),
+    tuning: { ...options.tuning, ...(resumeTradeIds.size > 0 && { resumeTradeIds }) },
   });
   collector.start();
   for (const c of exchanges) logger.info('collecting', { exchange: c.exchange.id, symbols: c.symbols });
@@ -100,6 +104,12 @@ export async function startCollectorService(options: CollectorServiceOptions): P
       logger.error('watch loops still stopping at the drain deadline; journaling what is buffered', { deadlineMs });
     }
     const summary = await batcher.close(Math.max(0, deadline - Date.now()));
+    // every trade taken is now published or journaled: the next run resumes after it. Not when some
+    // were dropped (the journal was full): the older ids stay, and the next run fetches those again.
+    if (tradeIdFile && summary.dropped === 0) {
+      const ids = new Map([...resumeTradeIds, ...collector.lastTradeIds()]);
+      await saveTradeIds(tradeIdFile, ids).catch((error) => logger.error('last trade ids could not be saved', { error }));
+    }
     logger.info('collector stopped', { ...summary, counters: counters.batcher.snapshot() });
     return summary;
   };

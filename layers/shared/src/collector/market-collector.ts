@@ -102,6 +102,8 @@ export interface CollectorTuning extends Partial<TradeFillTuning> {
   readonly tradeCompleteness?: (exchangeId: string) => TradeCompleteness;
   /** how long an unWatch may take before the feed's socket is closed instead */
   readonly unwatchTimeoutMs?: number;
+  /** a previous run's last trade id per market (key `exchange|symbol`, see lastTradeIds): its start-up fill reaches back to it */
+  readonly resumeTradeIds?: ReadonlyMap<string, number>;
   /** how often each order book is compared with a REST snapshot (0: never, not even after a resync) */
   readonly bookCrossCheckMs?: number;
   /** levels per side the REST cross-check asks for and compares */
@@ -268,6 +270,16 @@ export class MarketCollector {
     this.options.batcher.stop();
   }
 
+  /** The newest trade id taken per market (key `exchange|symbol`), for the next run's resumeTradeIds. */
+  lastTradeIds(): Map<string, number> {
+    const ids = new Map<string, number>();
+    for (const f of this.all) {
+      const id = f.trades?.lastId;
+      if (id !== null && id !== undefined) ids.set(`${f.state.exchange}|${f.symbol}`, id);
+    }
+    return ids;
+  }
+
   /** Resolves when no REST fill is queued or running (tests, shutdown). */
   async fillsIdle(): Promise<void> {
     await Promise.all([...this.runtimes.values()].map((r) => r.fills.idle()));
@@ -314,6 +326,7 @@ export class MarketCollector {
         maxFillAttempts: this.tuning.maxFillAttempts,
         startupLookback: this.tuning.startupLookback,
       },
+      ...(this.tuning.resumeTradeIds?.has(`${exchange.id}|${symbol}`) && { resumeAfterId: this.tuning.resumeTradeIds.get(`${exchange.id}|${symbol}`)! }),
       emit: (trades) => {
         state.events += trades.length;
         for (const t of trades) if (state.lastEventTs === null || t.ts > state.lastEventTs) state.lastEventTs = t.ts;

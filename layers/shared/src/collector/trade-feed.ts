@@ -44,6 +44,12 @@ export interface TradeFeedOptions {
   readonly emit: (trades: readonly Trade[]) => void;
   /** reports an input that did not map to a valid trade */
   readonly reject: (sample: string, reason: string) => void;
+  /**
+   * The last trade id a previous run published (or journaled) for this market: the start-up fill
+   * then reaches back to it, so trades printed while no collector ran are fetched too (at most
+   * maxFillTrades of them; the rest is recorded as an unfilled gap).
+   */
+  readonly resumeAfterId?: number;
 }
 
 /** A trade the fills compare REST answers against: same id, so it must be the same trade. */
@@ -71,6 +77,11 @@ export class TradeFeed {
   constructor(private readonly o: TradeFeedOptions) {
     this.seq = o.completeness.mode === 'id' ? new SequentialTradeTracker() : null;
     this.keys = o.completeness.mode === 'time' ? new TradeKeyTracker() : null;
+  }
+
+  /** The newest trade id taken (id-tracked feeds), for a later run to resume after. */
+  get lastId(): number | null {
+    return this.seq ? (this.head?.id ?? null) : null;
   }
 
   /** The live subscription starts (the first time, or again after an interruption). */
@@ -301,15 +312,34 @@ export class TradeFeed {
     const first = this.head!;
     // exchange-time window: as long as the feed waited for its first trade, plus a second for skew
     const windowMs = Math.max(0, firstLocalTs - (this.startedAt ?? firstLocalTs)) + 1_000;
+    // a previous run's last id: everything after it was printed while no collector ran, or since
+    const resume = this.o.resumeAfterId !== undefined && this.o.resumeAfterId < first.id ? this.o.resumeAfterId : null;
     void this.o.fills.run(async () => {
       if (this.stopped) return;
-      const fromId = Math.max(1, first.id - this.o.tuning.startupLookback);
+      const fromId =
+        resume === null ? Math.max(1, first.id - this.o.tuning.startupLookback) : Math.max(resume + 1, first.id - this.o.tuning.maxFillTrades);
       const detectedAt = this.o.clock.now();
       try {
+        if (resume !== null && fromId > resume + 1) {
+          // more than one fill takes: the oldest part is left, and said so
+          const lost = this.o.ledger.openGap({
+            exchange: this.o.exchange.id,
+            symbol: this.o.symbol,
+            kind: 'id',
+            reason: 'startup',
+            fromId: resume + 1,
+            toId: fromId - 1,
+            fromTs: null,
+            toTs: null,
+            missing: fromId - 1 - resume,
+            detectedAt,
+          });
+          this.o.ledger.resolveGap(lost, 'unfilled', 0, `more trades since the previous run than one fill takes (${this.o.tuning.maxFillTrades})`);
+        }
         if (first.id > fromId) {
           const earlier = (await this.fetchRange(fromId, first.id, first, first.id - fromId + 1)).filter((t) => {
             const id = sequentialId(t)!;
-            return id < first.id && t.ts >= first.trade.ts - windowMs;
+            return id < first.id && (resume !== null || t.ts >= first.trade.ts - windowMs);
           });
           const taken: Trade[] = [];
           this.take(earlier, 'rest', taken);
@@ -326,7 +356,14 @@ export class TradeFeed {
               missing: taken.length,
               detectedAt,
             });
-            this.o.ledger.resolveGap(gap, 'filled', taken.length, `trades printed after the subscription began, before its first message`);
+            this.o.ledger.resolveGap(
+              gap,
+              'filled',
+              taken.length,
+              resume === null
+                ? `trades printed after the subscription began, before its first message`
+                : `trades printed since the previous run's last one (id ${resume}), before this run's first message`,
+            );
           }
         }
       } catch (error) {
