@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { CreateStreamCommand, DeleteStreamCommand, DescribeStreamSummaryCommand } from '@aws-sdk/client-kinesis';
+import { DeleteStreamCommand } from '@aws-sdk/client-kinesis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { InMemoryCheckpointStore } from '../../layers/shared/src/adapters/stream/checkpoint-store.js';
 import { createKinesisClient } from '../../layers/shared/src/adapters/stream/kinesis-stream-bus.js';
@@ -25,7 +25,7 @@ import { startSimulatedExchange, type SimulatedExchange } from '../../local/sim/
 import { binanceTradeStream, testLogger } from '../support/collector-pipeline.js';
 import { expectPrintedTradesStoredOnce } from '../support/collector-process.js';
 import { createTestDatabase, type TestDatabase } from '../support/databases.js';
-import { printedCounts, waitFor, waitForPrinted } from '../support/pipeline.js';
+import { createActiveStream, printedCounts, waitFor, waitForPrinted } from '../support/pipeline.js';
 import { describeWithService, serviceUrl } from '../support/services.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 
@@ -46,12 +46,7 @@ describeWithService('kinesis', 'collector journal: the stream down for a while, 
 
   beforeAll(async () => {
     Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'local', AWS_SECRET_ACCESS_KEY: 'local', AWS_REGION: region });
-    await admin.send(new CreateStreamCommand({ StreamName: streamName, ShardCount: 2 }));
-    await waitFor(
-      'the stream to be active',
-      async () => (await admin.send(new DescribeStreamSummaryCommand({ StreamName: streamName }))).StreamDescriptionSummary?.StreamStatus,
-      (s) => s === 'ACTIVE',
-    );
+    await createActiveStream(admin, streamName, 2);
     sim = await startSimulatedExchange({ seed: 23, symbols: SYMBOLS, tradesPerSecond: 20, autoRun: false });
     proxy = await startTcpProxy(endpoint);
     // PostgreSQL when it runs here, else the same engine embedded (PGlite)

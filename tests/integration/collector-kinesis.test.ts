@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { CreateStreamCommand, DeleteStreamCommand, DescribeStreamSummaryCommand } from '@aws-sdk/client-kinesis';
+import { DeleteStreamCommand } from '@aws-sdk/client-kinesis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { InMemoryCheckpointStore } from '../../layers/shared/src/adapters/stream/checkpoint-store.js';
 import { createKinesisClient } from '../../layers/shared/src/adapters/stream/kinesis-stream-bus.js';
@@ -14,6 +14,7 @@ import { KinesisEventSource } from '../../local/runner/kinesis-event-source.js';
 import { startSimulatedExchange, type SimulatedExchange } from '../../local/sim/server.js';
 import { createTestDatabase, type TestDatabase } from '../support/databases.js';
 import { describeWithService } from '../support/services.js';
+import { createActiveStream } from '../support/pipeline.js';
 
 const SYMBOLS = ['BTC/USDT', 'ETH/USDT'];
 const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
@@ -31,12 +32,7 @@ describeWithService('kinesis', 'collector in service mode through Kinesis (kines
   beforeAll(async () => {
     // the SDK's default credential chain reads these; kinesalite accepts any
     Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'local', AWS_SECRET_ACCESS_KEY: 'local', AWS_REGION: region });
-    await admin.send(new CreateStreamCommand({ StreamName: streamName, ShardCount: 2 }));
-    for (let i = 0; i < 200; i++) {
-      const s = await admin.send(new DescribeStreamSummaryCommand({ StreamName: streamName }));
-      if (s.StreamDescriptionSummary?.StreamStatus === 'ACTIVE') break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await createActiveStream(admin, streamName, 2);
     sim = await startSimulatedExchange({ seed: 11, symbols: SYMBOLS, tradesPerSecond: 20, autoRun: false });
     database = await createTestDatabase('pglite');
   }, 60_000);

@@ -1,9 +1,8 @@
-import { CreateStreamCommand, DeleteStreamCommand, DescribeStreamSummaryCommand } from '@aws-sdk/client-kinesis';
+import { DeleteStreamCommand } from '@aws-sdk/client-kinesis';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { KinesisStreamBatchResponse, KinesisStreamEvent } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { KinesisEventSource } from '../../local/runner/kinesis-event-source.js';
@@ -28,6 +27,7 @@ import { startKinesisFaultProxy } from '../support/kinesis-fault-proxy.js';
 import type { KinesisFaultProxy } from '../support/kinesis-fault-proxy.js';
 import { describeWithService } from '../support/services.js';
 import { defineStreamBusContract } from '../support/stream-bus-contract.js';
+import { createActiveStream } from '../support/pipeline.js';
 
 // kinesalite accepts any credentials
 const credentials = { accessKeyId: 'AKIDLOCALTEST', secretAccessKey: 'local-test-secret' };
@@ -118,15 +118,9 @@ describeWithService('kinesis', 'Kinesis stream bus on kinesalite', (endpoint) =>
 
   async function createStream(shards: number): Promise<string> {
     const name = `qicore-test-${randomUUID().slice(0, 12)}`;
-    await admin.send(new CreateStreamCommand({ StreamName: name, ShardCount: shards }));
     streams.push(name);
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      const out = await admin.send(new DescribeStreamSummaryCommand({ StreamName: name }));
-      if (out.StreamDescriptionSummary?.StreamStatus === 'ACTIVE') return name;
-      if (Date.now() > deadline) throw new Error(`stream ${name} did not become ACTIVE`);
-      await sleep(50);
-    }
+    await createActiveStream(admin, name, shards);
+    return name;
   }
 
   async function deleteStream(name: string): Promise<void> {

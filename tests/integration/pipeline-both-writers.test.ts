@@ -15,7 +15,7 @@
  * The shared PostgreSQL server is never stopped (other suites use it): the outage is the proxy's.
  */
 import { randomUUID } from 'node:crypto';
-import { CreateStreamCommand, DeleteStreamCommand, DescribeStreamSummaryCommand } from '@aws-sdk/client-kinesis';
+import { DeleteStreamCommand } from '@aws-sdk/client-kinesis';
 import type { KinesisStreamEvent, MSKEvent } from 'aws-lambda';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { applyEndpointOverride } from '../../layers/shared/src/adapters/exchange/endpoint-overrides.js';
@@ -45,6 +45,7 @@ import { MskEventSource } from '../../local/runner/msk-event-source.js';
 import { startSimulatedExchange, type SimulatedExchange } from '../../local/sim/server.js';
 import { createTestDatabase, type TestDatabase } from '../support/databases.js';
 import {
+  createActiveStream,
   EXCHANGE,
   OffsetClock,
   RecordingLogger,
@@ -364,13 +365,7 @@ describeWithService('postgres', 'pipeline to both writers', (pgUrl) => {
       definePipelineScenario('kinesis', pgUrl, chUrl, async () => {
         // the collector's client uses the SDK's default credential chain; kinesalite accepts any
         Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'local', AWS_SECRET_ACCESS_KEY: 'local', AWS_REGION: region });
-        await admin.send(new CreateStreamCommand({ StreamName: streamName, ShardCount: 2 }));
-        await waitFor(
-          'the stream to be ACTIVE',
-          async () => (await admin.send(new DescribeStreamSummaryCommand({ StreamName: streamName }))).StreamDescriptionSummary?.StreamStatus,
-          (status) => status === 'ACTIVE',
-          { timeoutMs: 15_000 },
-        );
+        await createActiveStream(admin, streamName, 2);
         return {
           async startCollector(sim) {
             return startCollectorFromEnv(

@@ -11,7 +11,7 @@ import { expect } from 'vitest';
 import type { PostgresMarketStore } from '../../layers/shared/src/adapters/stores/postgres-market-store.js';
 import type { SqlClient } from '../../layers/shared/src/adapters/stores/sql-client.js';
 import type { SimulatedExchange } from '../../local/sim/server.js';
-import { waitFor } from './pipeline.js';
+import { postgresTradeCounts, waitFor } from './pipeline.js';
 
 /** One structured log line of the child. */
 export interface LogLine {
@@ -117,9 +117,7 @@ export async function expectPrintedTradesStoredOnce(
     const stored = await store.trades({ exchange: 'binance', symbol, limit: 100_000 });
     expect(stored.map((t) => t.id), symbol).toEqual(printed.map((t) => String(t.id)));
   }
-  const { rows } = await db.query<{ rows: number; distinct: number }>(
-    `SELECT count(*)::int AS rows, count(DISTINCT (exchange, symbol, trade_id))::int AS distinct FROM trades`,
-  );
-  expect(rows[0]!.rows).toBe(rows[0]!.distinct);
+  const counts = await postgresTradeCounts(db);
+  expect(counts.rows).toBe(counts.distinct);
   expect(deadLettered).toBe(0);
 }

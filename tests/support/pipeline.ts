@@ -3,6 +3,7 @@
  * query API): polling with deadlines, driving the simulated market, fresh ClickHouse databases,
  * paging the query API to the end, and the answers the printed trades imply.
  */
+import { CreateStreamCommand, DescribeStreamSummaryCommand, type KinesisClient } from '@aws-sdk/client-kinesis';
 import { expect } from 'vitest';
 import type { SqlClient } from '../../layers/shared/src/adapters/stores/sql-client.js';
 import { bucketStart, type Trade } from '../../layers/shared/src/domain/index.js';
@@ -98,6 +99,19 @@ export function allPrinted(sim: SimulatedExchange, symbols: readonly string[]): 
 }
 
 // --- ClickHouse ---------------------------------------------------------------------------------
+
+// --- Kinesis (kinesalite) ------------------------------------------------------------------------
+
+/** Creates a stream and resolves once it is ACTIVE (kinesalite takes a moment, as Kinesis does). */
+export async function createActiveStream(admin: KinesisClient, name: string, shards: number): Promise<void> {
+  await admin.send(new CreateStreamCommand({ StreamName: name, ShardCount: shards }));
+  await waitFor(
+    `stream ${name} to be ACTIVE`,
+    async () => (await admin.send(new DescribeStreamSummaryCommand({ StreamName: name }))).StreamDescriptionSummary?.StreamStatus,
+    (status) => status === 'ACTIVE',
+    { timeoutMs: 20_000 },
+  );
+}
 
 // --- PostgreSQL ---------------------------------------------------------------------------------
 

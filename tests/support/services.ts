@@ -132,8 +132,9 @@ export function describeWithService(name: ServiceName, title: string, fn: (url: 
   } else {
     // Skipped with its reason and the command that starts the service in the title; fn is not
     // called, since a suite may use its URL while it is being defined.
+    // skip reason: the service is not running here (and nothing requires it); the title says which and how to start it
     describe.skip(`${title} [skipped: ${reason}]`, () => {
-      it(`needs ${name}`, () => {});
+      it.skip(`needs ${name}: ${reason}`, () => undefined);
     });
   }
 }

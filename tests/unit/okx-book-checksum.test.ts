@@ -44,6 +44,11 @@ describe("OKX book checksum (shared module, OKX's documented examples)", () => {
     expect(simChecksum).toBe(okxBookChecksum);
   });
 
+  it('is 0 for an empty book and depends on the exact strings sent', () => {
+    expect(okxBookChecksum([], [])).toBe(0);
+    expect(okxBookChecksum([['3366.1', '7']], [])).not.toBe(okxBookChecksum([['3366.10', '7']], []));
+  });
+
   it('covers only the best 25 levels of each side', () => {
     const side = (start: number, step: number): Level[] => Array.from({ length: 40 }, (_, i) => [String(start + i * step), String(i + 1)] as const);
     const b = side(1000, -1);

@@ -1,3 +1,4 @@
+import { Sleeper } from './sleeper.js';
 import ccxt from 'ccxt';
 import { Backoff } from './backoff.js';
 
@@ -9,7 +10,7 @@ import { Backoff } from './backoff.js';
 export class FillQueue {
   private tail: Promise<void> = Promise.resolve();
   private stopped = false;
-  private readonly wakeUp = new Set<() => void>();
+  private readonly sleeper = new Sleeper();
 
   constructor(
     private readonly backoffBaseMs = 500,
@@ -49,20 +50,11 @@ export class FillQueue {
   /** Skips queued jobs and cuts retry waits short. */
   stop(): void {
     this.stopped = true;
-    for (const w of this.wakeUp) w();
-    this.wakeUp.clear();
+    this.sleeper.wakeAll();
   }
 
   private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.wakeUp.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.wakeUp.add(done);
-    });
+    return this.sleeper.sleep(ms);
   }
 }
 

@@ -5,6 +5,7 @@ import type { Clock } from '../ports/index.js';
 import type { Counters } from '../observability/counters.js';
 import type { Logger } from '../observability/logger.js';
 import {
+  exchangeSample,
   NormalizationError,
   normalizeTicker,
   type CcxtOrderBookLike,
@@ -12,6 +13,7 @@ import {
   type CcxtTradeLike,
 } from '../normalize/ccxt-normalizer.js';
 import { Backoff } from './backoff.js';
+import { Sleeper } from './sleeper.js';
 import { BookFeed, readBookFrame } from './book-feed.js';
 import type { EventBatcher } from './event-batcher.js';
 import { FeedLedger, type FeedState } from './feed-ledger.js';
@@ -186,7 +188,7 @@ interface ExchangeRuntime {
 export class MarketCollector {
   private running = false;
   private loops: Promise<void>[] = [];
-  private readonly wakeUp = new Set<() => void>();
+  private readonly sleeper = new Sleeper();
   private readonly all: Feed[] = [];
   private readonly runtimes = new Map<string, ExchangeRuntime>();
   private watchdog: NodeJS.Timeout | null = null;
@@ -256,7 +258,7 @@ export class MarketCollector {
     if (!this.running) return;
     this.running = false;
     if (this.watchdog) clearInterval(this.watchdog);
-    for (const w of [...this.wakeUp]) w();
+    this.sleeper.wakeAll();
     for (const f of this.all) {
       f.trades?.stop();
       f.books?.stop();
@@ -639,7 +641,7 @@ export class MarketCollector {
   private funding(state: FeedState, raw: unknown, fields: Omit<FundingEvent, 'type' | 'exchange' | 'symbol' | 'localTs'>): FundingEvent | null {
     const parsed = FundingEventSchema.safeParse({ type: 'funding', exchange: state.exchange, symbol: state.symbol, localTs: this.options.clock.now(), ...fields });
     if (parsed.success) return parsed.data;
-    this.rejected(state, safeJson(raw), `funding snapshot is not valid: ${formatIssues(parsed.error.issues)}`);
+    this.rejected(state, exchangeSample(raw), `funding snapshot is not valid: ${formatIssues(parsed.error.issues)}`);
     return null;
   }
 
@@ -650,7 +652,7 @@ export class MarketCollector {
         out.push(normalize(item));
       } catch (error) {
         if (!(error instanceof NormalizationError)) throw error;
-        this.rejected(feed, safeJson(item), error.message);
+        this.rejected(feed, exchangeSample(item), error.message);
       }
     }
     return out;
@@ -770,24 +772,7 @@ export class MarketCollector {
   }
 
   private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.wakeUp.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.wakeUp.add(done);
-    });
-  }
-}
-
-function safeJson(value: unknown): string {
-  try {
-    const { info, ...rest } = value as { info?: unknown };
-    return JSON.stringify(info ?? rest) ?? String(value);
-  } catch {
-    return String(value);
+    return this.sleeper.sleep(ms);
   }
 }
 

@@ -4,7 +4,7 @@
  * REST in the live stream's id space, and every gap and its fate goes into the ledger.
  */
 import type { GapReason, Trade } from '../domain/index.js';
-import { NormalizationError, normalizeTrade, type CcxtTradeLike } from '../normalize/ccxt-normalizer.js';
+import { exchangeSample, NormalizationError, normalizeTrade, type CcxtTradeLike } from '../normalize/ccxt-normalizer.js';
 import type { Clock } from '../ports/index.js';
 import type { Logger } from '../observability/logger.js';
 import type { FeedLedger, FeedState, LedgerGap } from './feed-ledger.js';
@@ -125,7 +125,7 @@ export class TradeFeed {
         trades.push(normalizeTrade(this.o.exchange.id, keyed, localTs));
       } catch (error) {
         if (!(error instanceof NormalizationError)) throw error;
-        this.o.reject(safeSample(item), source === 'rest' ? `REST: ${error.message}` : error.message);
+        this.o.reject(exchangeSample(item), source === 'rest' ? `REST: ${error.message}` : error.message);
       }
     }
     return this.take(trades, source);
@@ -395,7 +395,7 @@ export class TradeFeed {
           t = normalizeTrade(this.o.exchange.id, item, localTs);
         } catch (error) {
           if (!(error instanceof NormalizationError)) throw error;
-          this.o.reject(safeSample(item), `REST: ${error.message}`);
+          this.o.reject(exchangeSample(item), `REST: ${error.message}`);
           continue;
         }
         const id = sequentialId(t);
@@ -476,15 +476,6 @@ function withFallbackKey(t: CcxtTradeLike, seen: Map<string, number>): CcxtTrade
   const n = seen.get(k) ?? 0;
   seen.set(k, n + 1);
   return { ...t, id: fallbackTradeKey(base, n) };
-}
-
-function safeSample(value: unknown): string {
-  try {
-    const { info, ...rest } = value as { info?: unknown };
-    return JSON.stringify(info ?? rest) ?? String(value);
-  } catch {
-    return String(value);
-  }
 }
 
 function describeError(error: unknown): string {

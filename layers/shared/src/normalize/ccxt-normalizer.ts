@@ -52,6 +52,16 @@ const QuoteParser = z.compile(QuoteSchema);
 
 const orNull = (v: Num): number | null => (v === undefined || v === null || Number.isNaN(v) ? null : v);
 
+/** An exchange item as logged with a rejection: ccxt's raw `info` when it kept one, else the item, never a throw. */
+export function exchangeSample(value: unknown): string {
+  try {
+    const { info, ...rest } = value as { info?: unknown };
+    return JSON.stringify(info ?? rest) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
 /** ccxt trade -> Trade. ccxt's `side` on public trades is the taker side. */
 export function normalizeTrade(exchange: string, t: CcxtTradeLike, localTs: number): Trade {
   return check(TradeParser, 'trade', exchange, {

@@ -393,23 +393,10 @@ export class MarketQueryService {
       ledger ? readLedgerGaps(ledger, req.exchange, req.symbol, window.from) : Promise.resolve(null),
     ]);
     const spans = (ledgerGaps?.gaps ?? []).map((g) => gapSpan(g, req.timeframe)).filter((g) => g.to > window.from && g.from < window.to);
-    const candles: CandlePageItem[] = ascending.map((c, i) => ({
-      exchange: c.exchange,
-      symbol: c.symbol,
-      timeframe: c.timeframe,
-      ts: c.ts,
-      open: c.open,
-      high: c.high,
-      low: c.low,
-      close: c.close,
-      volume: c.volume,
-      trades: c.trades,
-      source: c.source,
-      minutes: c.minutes ?? null,
-      closed: c.closed,
-      missingMinutes: minutes?.[i] ?? null,
-      feedGap: worstAt(spans, c.ts, c.ts + size),
-    }));
+    // the views are this call's own (markClosed made them): completed in place, not copied again
+    const candles: CandlePageItem[] = ascending.map((c, i) =>
+      Object.assign(c, { missingMinutes: minutes?.[i] ?? null, feedGap: worstAt(spans, c.ts, c.ts + size) }),
+    );
     const held = heldRange(feed, req.timeframe);
     const all = missingRanges(ascending, window, size).flatMap((r) => classify(r, held, spans, ledgerGaps !== null, size));
     const gaps = all.slice(0, this.limits.maxGapRanges);

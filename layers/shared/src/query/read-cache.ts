@@ -22,11 +22,16 @@ export function cacheFeeds<R extends MarketReader>(reader: R, clock: Clock, ttlM
     });
     return feeds;
   };
+  // every other member is the reader's own, its methods bound once (not on every call)
+  const bound = new Map<PropertyKey, unknown>([['listFeeds', listFeeds]]);
   return new Proxy(reader, {
     get(target, property, receiver) {
-      if (property === 'listFeeds') return listFeeds;
+      if (bound.has(property)) return bound.get(property);
       const value = Reflect.get(target, property, receiver) as unknown;
-      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      if (typeof value !== 'function') return value;
+      const method = (value as (...a: unknown[]) => unknown).bind(target);
+      bound.set(property, method);
+      return method;
     },
   });
 }

@@ -532,7 +532,8 @@ const TRADE_STAGING = `CREATE TEMP TABLE IF NOT EXISTS trade_copy_staging (
   exchange text, symbol text, ts timestamptz, trade_id text, price float8, amount float8, side text, local_ts timestamptz
 ) ON COMMIT DELETE ROWS`;
 
-function encodeTrade(t: Trade, row: BinaryCopyRow): void {
+/** A trade as one binary COPY row of `trades` (exchange, symbol, ts, trade_id, price, amount, side, local_ts). */
+export function encodeTrade(t: Trade, row: BinaryCopyRow): void {
   row.text(t.exchange);
   row.text(t.symbol);
   row.timestamptzMs(t.ts);
