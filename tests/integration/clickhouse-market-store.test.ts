@@ -33,10 +33,10 @@ describeWithService('clickhouse', 'ClickHouseMarketStore', (url) => {
 
   it('records the applied migration with its checksum; re-running applies nothing', async () => {
     const rows = await ch.query<{ version: string; checksum: string }>(sql`SELECT version, checksum FROM schema_migrations`);
-    expect(rows.map((r) => r.version).sort()).toEqual(['0001', '0002', '0003', '0004', '0005']);
+    expect(rows.map((r) => r.version).sort()).toEqual(['0001', '0002', '0003', '0004', '0005', '0006']);
     for (const r of rows) expect(r.checksum).toMatch(/^[0-9a-f]{64}$/);
     const again = await runClickHouseMigrations(ch);
-    expect(again).toEqual({ applied: [], alreadyApplied: 5 });
+    expect(again).toEqual({ applied: [], alreadyApplied: 6 });
   });
 
   it('refuses a migration file edited after it was applied', async () => {
@@ -232,7 +232,7 @@ describeWithService('clickhouse', 'ClickHouseMarketStore', (url) => {
         volume: '0.1', trades: 0, version: 1,
       }));
       await old.insert('candles_in', minutes);
-      expect((await runClickHouseMigrations(old)).applied).toEqual(['0002_candle_rollups.sql', '0003_book_health.sql', '0004_rollup_minutes.sql', '0005_quotes.sql']);
+      expect((await runClickHouseMigrations(old)).applied).toEqual(['0002_candle_rollups.sql', '0003_book_health.sql', '0004_rollup_minutes.sql', '0005_quotes.sql', '0006_candle_refresh.sql']);
       const reader = new ClickHouseMarketStore(old);
       const q = { exchange: 'binance', symbol: 'BTC/USDT', limit: 10 } as const;
       expect(await reader.candles({ ...q, timeframe: '1h' })).toMatchObject([

@@ -14,6 +14,13 @@ describe('clickhouse-writer configuration', () => {
     expect(parseEnv(ClickHouseWriterEnvSchema, { CLICKHOUSE_URL: 'http://127.0.0.1:8123' }).LOG_LEVEL).toBe('info');
   });
 
+  it("rebuilds candles inline unless told the refresher runs, and refuses any other mode", () => {
+    const base = { CLICKHOUSE_URL: 'http://127.0.0.1:8123' };
+    expect(parseEnv(ClickHouseWriterEnvSchema, base).CLICKHOUSE_CANDLES).toBe('inline');
+    expect(parseEnv(ClickHouseWriterEnvSchema, { ...base, CLICKHOUSE_CANDLES: 'refresher' }).CLICKHOUSE_CANDLES).toBe('refresher');
+    expect(() => parseEnv(ClickHouseWriterEnvSchema, { ...base, CLICKHOUSE_CANDLES: 'later' })).toThrow(ConfigError);
+  });
+
   it('uses the URL when set, else reads it from the secret', async () => {
     expect(await resolveClickHouseUrl({ CLICKHOUSE_URL: 'http://a:8123' }, secrets('unused'))).toBe('http://a:8123');
     expect(await resolveClickHouseUrl({ CLICKHOUSE_SECRET_ARN: arn('ok') }, secrets(' https://u:p@ch:8443 \n'))).toBe('https://u:p@ch:8443');

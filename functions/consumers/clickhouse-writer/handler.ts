@@ -18,7 +18,9 @@ const logger = createLogger({ level: env.LOG_LEVEL, fields: { fn: 'clickhouse-wr
 const url = await resolveClickHouseUrl(env);
 
 const deps: StoreWriterDeps = {
-  writer: new ClickHouseMarketStore(openClickHouse(url, env.CLICKHOUSE_DATABASE ? { database: env.CLICKHOUSE_DATABASE } : {})),
+  writer: new ClickHouseMarketStore(openClickHouse(url, env.CLICKHOUSE_DATABASE ? { database: env.CLICKHOUSE_DATABASE } : {}), {
+    candles: env.CLICKHOUSE_CANDLES,
+  }),
   logger,
   counters: new Counters<StoreWriterCounter>(),
   source: 'clickhouse-writer',

@@ -8,22 +8,34 @@ import type { KinesisBatchHandler } from './timescale-writer.js';
 
 const HTTP_URL = /^https?:\/\//;
 
-/** Environment of the clickhouse-writer: the HTTP URL itself (local) or the secret holding it (AWS). */
-export const ClickHouseWriterEnvSchema = z
-  .object({
-    CLICKHOUSE_URL: z.string().regex(HTTP_URL, 'an http(s):// ClickHouse URL').optional().describe('ClickHouse HTTP interface URL'),
-    CLICKHOUSE_SECRET_ARN: z
-      .string()
-      .regex(/^arn:aws[a-z-]*:secretsmanager:/, 'a Secrets Manager secret ARN')
-      .optional()
-      .describe('secret whose SecretString is the ClickHouse URL'),
-    CLICKHOUSE_DATABASE: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional().describe('database (default: the URL path, else default)'),
-    LOG_LEVEL: LogLevelSchema,
-  })
-  .refine((e) => e.CLICKHOUSE_URL !== undefined || e.CLICKHOUSE_SECRET_ARN !== undefined, {
-    message: 'set CLICKHOUSE_SECRET_ARN (AWS) or CLICKHOUSE_URL (local)',
-    path: ['CLICKHOUSE_URL'],
-  });
+/** Where ClickHouse is: the HTTP URL itself (local) or the secret holding it (AWS). */
+const ClickHouseConnectionEnv = z.object({
+  CLICKHOUSE_URL: z.string().regex(HTTP_URL, 'an http(s):// ClickHouse URL').optional().describe('ClickHouse HTTP interface URL'),
+  CLICKHOUSE_SECRET_ARN: z
+    .string()
+    .regex(/^arn:aws[a-z-]*:secretsmanager:/, 'a Secrets Manager secret ARN')
+    .optional()
+    .describe('secret whose SecretString is the ClickHouse URL'),
+  CLICKHOUSE_DATABASE: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional().describe('database (default: the URL path, else default)'),
+  LOG_LEVEL: LogLevelSchema,
+});
+
+const urlOrSecret = {
+  check: (e: { CLICKHOUSE_URL?: string | undefined; CLICKHOUSE_SECRET_ARN?: string | undefined }) =>
+    e.CLICKHOUSE_URL !== undefined || e.CLICKHOUSE_SECRET_ARN !== undefined,
+  error: { message: 'set CLICKHOUSE_SECRET_ARN (AWS) or CLICKHOUSE_URL (local)', path: ['CLICKHOUSE_URL'] },
+};
+
+/** Environment of the clickhouse-writer. */
+export const ClickHouseWriterEnvSchema = ClickHouseConnectionEnv.extend({
+  CLICKHOUSE_CANDLES: z
+    .enum(['inline', 'refresher'])
+    .default('inline')
+    .describe("who rebuilds candles: each write ('inline'), or the scheduled clickhouse-refresher ('refresher': set only where it runs)"),
+}).refine(urlOrSecret.check, urlOrSecret.error);
+
+/** Environment of the clickhouse-refresher. */
+export const ClickHouseRefresherEnvSchema = ClickHouseConnectionEnv.refine(urlOrSecret.check, urlOrSecret.error);
 
 /** The ClickHouse URL: CLICKHOUSE_URL when set (local runs), else the secret CLICKHOUSE_SECRET_ARN names. */
 export async function resolveClickHouseUrl(

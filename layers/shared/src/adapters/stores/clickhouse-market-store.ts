@@ -17,6 +17,7 @@ import type {
 } from '../../ports/index.js';
 import type { ClickHouseExecutor } from './clickhouse-client.js';
 import { RowBinaryWriter, decimalText, float64Hex, nullableFloat64Hex } from './clickhouse-encoding.js';
+import { marketMinutesOf, pendingMinutes, rebuildMinuteCandles, rebuildMinutes, unfoldedTradeFeeds } from './clickhouse-candle-refresh.js';
 import { rollupRebuild, rollupSource, touchedDays } from './clickhouse-candle-rollups.js';
 import { joinSql, sql, trustedSql, type Sql } from './clickhouse-sql.js';
 
@@ -28,14 +29,23 @@ const CHANNEL_OF: Record<MarketEvent['type'], Channel> = {
   candle: 'candles',
 };
 
-const MINUTE = 60_000;
 const DAY = 86_400_000;
 
 /**
- * Versions of rebuilt 'trades' minutes sit above every streamed candle's (write time in µs,
- * ~2^51), so once a minute has collected trades its candle is what they imply.
+ * Who rebuilds the candles of collected trades:
+ * - 'inline': each write, after its trades are stored (4 parts, 3 round trips a batch); exact at
+ *   once, for tests, backfills and small deployments;
+ * - 'refresher': refreshCandles (clickhouse-candle-refresh.ts) on a schedule; a batch of trades
+ *   is one insert whose views store them and mark their minutes with their feed figures
+ *   (sql/clickhouse/0006). Candles lag by up to one refresh interval, except where a reader asks
+ *   for them: reads rebuild a range's marked minutes first.
  */
-const REBUILD_VERSION_BASE = trustedSql('toUInt64(4611686018427387904)');
+export type CandleRefresh = 'inline' | 'refresher';
+
+export interface ClickHouseMarketStoreOptions {
+  /** @default 'inline' */
+  readonly candles?: CandleRefresh;
+}
 
 
 /** UInt64 values arrive as JSON strings (output_format_json_quote_64bit_integers); ms epochs fit a double exactly. */
@@ -56,17 +66,24 @@ async function settleAll(writes: readonly Promise<unknown>[]): Promise<void> {
  * rows as JSONEachRow into `<table>_in` views; tables are ReplacingMergeTree on the natural keys,
  * and since those deduplicate only when parts merge, every read deduplicates itself (LIMIT 1 BY /
  * GROUP BY the key), so a replayed batch is never seen twice. 1m candles of collected trades are
- * rebuilt on write from the deduplicated trades of every touched minute (INSERT ... SELECT, server
- * side), in a second request that starts once the trades are stored: a candle computed from the
- * batch alone (or by a view over the insert) would count a redelivered trade twice, and one
- * computed alongside the insert could miss the trades a concurrent writer stores for the minute.
- * That request, and the part each insert writes, are most of what a batch costs beyond a raw
- * insert of its trades (bench/clickhouse-writer.bench.ts).
+ * rebuilt from the deduplicated trades of every touched minute (INSERT ... SELECT, server side),
+ * once the trades are stored: a candle computed from the batch alone (or by a view over the
+ * insert) would count a redelivered trade twice, and one computed alongside the insert could miss
+ * the trades a concurrent writer stores for the minute. Inline (the default), each write does it,
+ * and those requests are most of what a batch costs beyond a raw insert of its trades; with
+ * `candles: 'refresher'` a batch is one insert and refreshCandles rebuilds on a schedule
+ * (bench/clickhouse-writer.bench.ts measures both).
  */
 export class ClickHouseMarketStore implements MarketStore {
   private lastVersion = 0;
+  private readonly refresh: CandleRefresh;
 
-  constructor(private readonly ch: ClickHouseExecutor) {}
+  constructor(
+    private readonly ch: ClickHouseExecutor,
+    options: ClickHouseMarketStoreOptions = {},
+  ) {
+    this.refresh = options.candles ?? 'inline';
+  }
 
   /**
    * Writes a batch; idempotent on the read path. The counts are rows sent, replays included:
@@ -89,6 +106,22 @@ export class ClickHouseMarketStore implements MarketStore {
     const latestCandles = latestCandleVersions(candles);
     // Encoded before anything is sent: a value the columns cannot hold fails the batch up front.
     const tradeBody = trades.length ? encodeTrades(trades) : new Uint8Array(0);
+    if (this.refresh === 'refresher') {
+      // One request for the trades: its views store them and mark their minutes with their feed
+      // figures (the refresher folds those into feeds; listFeeds adds the unfolded ones). Exchange
+      // 1m candles mark their minutes alongside; the other channels' feed figures follow the rows.
+      const marks = latestCandles.filter((c) => c.timeframe === '1m').map((c) => ({ exchange: c.exchange, symbol: c.symbol, minute: c.ts }));
+      await settleAll([
+        this.ch.insertRowBinary('trades_ingest', TRADE_COLUMNS, tradeBody, trades.length),
+        this.ch.insert('tickers_in', tickers.map(tickerRow)),
+        this.ch.insert('book_snapshots_in', books.map(bookRow)),
+        this.ch.insert('quotes_in', quotes.map(quoteRow)),
+        this.ch.insert('candles_in', latestCandles.map((c) => candleRow(c, this.nextVersion()))),
+        this.ch.insert('candle_marks_in', marks),
+      ]);
+      await this.ch.insert('feed_updates', feedRows(events.filter((e) => e.type !== 'trade')));
+      return { trades: trades.length, tickers: tickers.length, books: books.length, quotes: quotes.length, candles: latestCandles.length };
+    }
     // Independent tables go in parallel; minutes are rebuilt once their trades are stored, and the
     // feed figures are added last, so a failed batch does not announce data the store lacks.
     await settleAll([
@@ -98,7 +131,7 @@ export class ClickHouseMarketStore implements MarketStore {
       this.ch.insert('quotes_in', quotes.map(quoteRow)),
       this.ch.insert('candles_in', latestCandles.map((c) => candleRow(c, this.nextVersion()))),
     ]);
-    if (trades.length) await this.rebuildMinutes(trades);
+    if (trades.length) await rebuildMinuteCandles(this.ch, marketMinutesOf(trades));
     // Hours and days read the minutes just rebuilt, so they follow them (one more request, only
     // when the batch touched 1m candles); the feed figures go in alongside.
     const touched = touchedDays(trades, latestCandles);
@@ -152,9 +185,16 @@ export class ClickHouseMarketStore implements MarketStore {
       lastTs: U64;
       lastLocalTs: U64;
       events: U64;
-    }>(sql`SELECT exchange, symbol, channel, minMerge(first_ts) AS firstTs, maxMerge(last_ts) AS lastTs,
-                  maxMerge(last_local_ts) AS lastLocalTs, sumMerge(events) AS events
-           FROM feeds GROUP BY exchange, symbol, channel ORDER BY exchange, symbol, channel`);
+    }>(sql`SELECT exchange, symbol, channel, min(firstTs) AS firstTs, max(lastTs) AS lastTs,
+                  max(lastLocalTs) AS lastLocalTs, sum(events) AS events
+           FROM (
+             SELECT exchange, symbol, channel, minMerge(first_ts) AS firstTs, maxMerge(last_ts) AS lastTs,
+                    maxMerge(last_local_ts) AS lastLocalTs, sumMerge(events) AS events
+             FROM feeds GROUP BY exchange, symbol, channel
+             UNION ALL
+             ${unfoldedTradeFeeds()}
+           )
+           GROUP BY exchange, symbol, channel ORDER BY exchange, symbol, channel`);
     return rows.map((r) => ({
       exchange: r.exchange,
       symbol: r.symbol,
@@ -319,6 +359,11 @@ export class ClickHouseMarketStore implements MarketStore {
   async candles(q: CandleQuery): Promise<readonly StoredCandle[]> {
     const size = timeframeMs(q.timeframe);
     const rollup = rollupSource(size, timeframeOffsetMs(q.timeframe));
+    await this.refreshPending(
+      q,
+      q.since === undefined ? undefined : bucketStart(q.since, q.timeframe),
+      q.until === undefined ? undefined : bucketStart(q.until - 1, q.timeframe) + size,
+    );
     if (!q.newestFirst || q.since !== undefined) return this.readCandles(q, q.since, rollup);
     // Newest N without a lower bound: ClickHouse 18.16 cannot stop an ORDER BY ts DESC LIMIT
     // early, so it would aggregate the market's whole history. Bound the scan to a window ending
@@ -420,6 +465,7 @@ export class ClickHouseMarketStore implements MarketStore {
   async candleMinutes(q: CandleMinutesQuery): Promise<readonly BucketMinutes[]> {
     const size = timeframeMs(q.timeframe);
     const offset = timeframeOffsetMs(q.timeframe);
+    await this.refreshPending(q, q.since, q.until);
     // uniqExact(ts): a minute held from both sources, or in several unmerged versions, is one minute
     const rows = await this.ch.query<{ bucket: U64; minutes: U64 }>(
       sql`SELECT intDiv(toInt64(ts) + ${offset}, ${size}) * ${size} - ${offset} AS bucket, uniqExact(ts) AS minutes
@@ -434,49 +480,25 @@ export class ClickHouseMarketStore implements MarketStore {
     await this.ch.close();
   }
 
+  /**
+   * Rebuilds the minutes of [since, until) a writer in 'refresher' mode marked after the
+   * refresher's watermark, so a read never shows a candle its stored trades contradict, however
+   * far behind the refresher is. One small query when nothing is pending (marks exist only from
+   * such writers, and the refresher drops them once refreshed); the rebuild needs INSERT rights.
+   */
+  private async refreshPending(
+    market: { readonly exchange: string; readonly symbol: string },
+    since: number | undefined,
+    until: number | undefined,
+  ): Promise<void> {
+    const minutes = await pendingMinutes(this.ch, market, since, until);
+    if (minutes.length) await rebuildMinutes(this.ch, [{ exchange: market.exchange, symbol: market.symbol, minutes }]);
+  }
+
   /** Strictly increasing write time in µs: the newest streamed version of a candle wins. */
   private nextVersion(): number {
     this.lastVersion = Math.max(Date.now() * 1000, this.lastVersion + 1);
     return this.lastVersion;
-  }
-
-  /**
-   * Rebuilds the 1m 'trades' candle of every minute the batch touched from the deduplicated
-   * trades stored for it, server side. A replayed or late trade therefore never counts twice,
-   * and the candle always equals what its trades imply (an MV over inserts would count a
-   * redelivered batch twice).
-   */
-  private async rebuildMinutes(trades: readonly Trade[]): Promise<void> {
-    const markets = new Map<string, { exchange: string; symbol: string; minutes: Set<number> }>();
-    for (const t of trades) {
-      const key = `${t.exchange}|${t.symbol}`;
-      let m = markets.get(key);
-      if (!m) markets.set(key, (m = { exchange: t.exchange, symbol: t.symbol, minutes: new Set() }));
-      m.minutes.add(bucketStart(t.ts, '1m'));
-    }
-    const ranges = [...markets.values()].map((m) => {
-      const minutes = [...m.minutes];
-      const lo = Math.min(...minutes);
-      const hi = Math.max(...minutes) + MINUTE;
-      return sql`(exchange = ${m.exchange} AND symbol = ${m.symbol} AND ts >= ${lo} AND ts < ${hi}
-                  AND intDiv(ts, ${MINUTE}) * ${MINUTE} IN (${minutes}))`;
-    });
-    // Open and close follow the trade order of the read path: (ts, length(id), id). Copies of a
-    // trade are the same trade, so LIMIT 1 BY keeps any one of them (measured cheaper than
-    // GROUP BY + any on 18.16).
-    await this.ch.command(
-      sql`INSERT INTO candles (exchange, symbol, timeframe, ts, source, open, high, low, close, volume, trades, version)
-          SELECT exchange, symbol, '1m', minute, 'trades',
-                 argMin(price, k), max(price), min(price), argMax(price, k),
-                 sum(amount_dec), count(), ${REBUILD_VERSION_BASE} + count()
-          FROM (
-            SELECT exchange, symbol, price, amount_dec,
-                   intDiv(ts, ${MINUTE}) * ${MINUTE} AS minute, (ts, lengthUTF8(trade_id), trade_id) AS k
-            FROM trades WHERE ${joinSql(ranges, ' OR ')}
-            LIMIT 1 BY exchange, symbol, ts, trade_id
-          )
-          GROUP BY exchange, symbol, minute`,
-    );
   }
 }
 

@@ -34,6 +34,7 @@ export function isSql(value: unknown): value is Sql {
 export const CLICKHOUSE_TABLES = [
   'trades',
   'trades_in',
+  'trades_ingest',
   'tickers',
   'tickers_in',
   'book_snapshots',
@@ -43,6 +44,9 @@ export const CLICKHOUSE_TABLES = [
   'candles',
   'candles_in',
   'candle_rollups',
+  'candle_marks',
+  'candle_marks_in',
+  'candle_refresh_state',
   'signals',
   'signals_in',
   'feed_updates',
