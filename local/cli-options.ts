@@ -5,6 +5,7 @@ import { ConfigError } from '../layers/shared/src/domain/errors.js';
 import { parseMarkets } from '../layers/shared/src/config/markets.js';
 import { formatShard, parseShard, shardMarkets, type Shard } from '../layers/shared/src/config/shards.js';
 import { formatIssues } from '../layers/shared/src/domain/index.js';
+import { parseToolsets, type ToolsetName } from '../layers/shared/src/mcp/toolsets.js';
 
 export { parseMarkets };
 
@@ -29,6 +30,8 @@ Options (each also readable from the environment variable in brackets):
   --data-dir DIR           database, dev JWT secret                       [DATA_DIR] (./.data)
   --database-url URL       PostgreSQL/TimescaleDB instead of the embedded
                            database, e.g. postgres://user@127.0.0.1:5432/db [DATABASE_URL]
+  --toolsets LIST          MCP tool groups to expose: all, or some of
+                           market,analysis,signals,memory              [MCP_TOOLSETS] (all)
   --stdio                  serve MCP on stdin/stdout instead of HTTP (desktop clients);
                            everything else goes to stderr
   --status-interval SEC    seconds between status lines, 0 for none      [STATUS_INTERVAL] (5)
@@ -67,6 +70,8 @@ const OptionsSchema = z.object({
 export interface LocalOptions extends Omit<z.infer<typeof OptionsSchema>, 'markets'> {
   /** exchange id -> ccxt unified symbols: this shard's part of --markets */
   readonly markets: ReadonlyMap<string, readonly string[]>;
+  /** --toolsets: the MCP tool groups served */
+  readonly toolsets: readonly ToolsetName[];
   /** --shard: which part of --markets this process collects */
   readonly shard: Shard;
   readonly help: boolean;
@@ -89,6 +94,7 @@ export function parseLocalOptions(argv: readonly string[], env: NodeJS.ProcessEn
         'data-dir': { type: 'string' },
         'database-url': { type: 'string' },
         stdio: { type: 'boolean' },
+        toolsets: { type: 'string' },
         'status-interval': { type: 'string' },
         'sim-seed': { type: 'string' },
         'sim-tps': { type: 'string' },
@@ -126,6 +132,7 @@ export function parseLocalOptions(argv: readonly string[], env: NodeJS.ProcessEn
     dataDir: resolve(o.dataDir),
     markets,
     shard,
+    toolsets: parseToolsets(values.toolsets === undefined ? env.MCP_TOOLSETS : String(values.toolsets)),
     help: values.help === true,
   };
 }

@@ -8,11 +8,15 @@ import { openPostgres } from '../layers/shared/src/adapters/stores/pg-client.js'
 import { PgCopyWriter } from '../layers/shared/src/adapters/stores/pg-copy-writer.js';
 import { PostgresLedgerStore } from '../layers/shared/src/adapters/stores/postgres-ledger-store.js';
 import { PostgresMarketStore } from '../layers/shared/src/adapters/stores/postgres-market-store.js';
+import { PostgresSignalReader } from '../layers/shared/src/adapters/stores/postgres-signal-reader.js';
+import { InProcessMemory } from '../layers/shared/src/adapters/memory/in-process-memory.js';
 import { MemoryStream } from '../layers/shared/src/adapters/stream/memory-stream-bus.js';
+import { InProcessUpdates } from '../layers/shared/src/adapters/updates/in-process-updates.js';
 import { startCollectorService } from '../layers/shared/src/collector/collector-service.js';
 import type { CollectorChannel, CollectorTuning } from '../layers/shared/src/collector/market-collector.js';
 import type { StoreWriterCounter } from '../layers/shared/src/consumers/store-writer.js';
 import { createTimescaleWriterHandler } from '../layers/shared/src/consumers/timescale-writer.js';
+import { createUpdateNotifier } from '../layers/shared/src/consumers/update-notifier.js';
 import {
   DEV_TOKEN_AUDIENCE,
   DEV_TOKEN_ISSUER,
@@ -21,13 +25,16 @@ import {
   loadOrCreateDevSecret,
 } from '../layers/shared/src/mcp/auth.js';
 import { startMcpHttpServer } from '../layers/shared/src/mcp/http.js';
-import { buildServer } from '../layers/shared/src/mcp/server.js';
+import { ALL_SCOPES } from '../layers/shared/src/mcp/scopes.js';
+import { buildServer, type McpDeps } from '../layers/shared/src/mcp/server.js';
+import type { ToolsetName } from '../layers/shared/src/mcp/toolsets.js';
 import { serveStdio } from '../layers/shared/src/mcp/stdio.js';
 import { Counters } from '../layers/shared/src/observability/counters.js';
 import type { Logger } from '../layers/shared/src/observability/logger.js';
 import { systemClock, type LedgerReader } from '../layers/shared/src/ports/index.js';
-import { cacheFeeds } from '../layers/shared/src/query/read-cache.js';
+import { cacheCandles, cacheFeeds } from '../layers/shared/src/query/read-cache.js';
 import { MarketQueryService } from '../layers/shared/src/query/market-query.js';
+import { SignalService } from '../layers/shared/src/query/signal-service.js';
 import { KinesisEventSource } from './runner/kinesis-event-source.js';
 import { binanceProtocol } from './sim/protocols/binance.js';
 import { okxProtocol } from './sim/protocols/okx.js';
@@ -53,6 +60,8 @@ export interface LocalPlatformOptions {
   readonly port: number;
   /** serve MCP on stdio instead of HTTP */
   readonly stdio: boolean;
+  /** MCP tool groups served; all when omitted */
+  readonly toolsets?: readonly ToolsetName[];
   readonly simSeed: number;
   readonly simTps: number;
   readonly logger: Logger;
@@ -121,13 +130,18 @@ export async function startLocalPlatform(options: LocalPlatformOptions): Promise
     cleanup.push(() => stream.close());
     const writerCounters = new Counters<StoreWriterCounter>();
     let lagMs: number | null = null;
+    // new data lands -> subscribed MCP sessions are notified (writer and server share this process)
+    const updates = new InProcessUpdates({ logger });
+    cleanup.push(() => updates.close());
+    const announce = createUpdateNotifier({ updates, logger });
     const handler = createTimescaleWriterHandler({
       writer: store,
       ledger,
       logger: logger.child({ fn: 'timescale-writer' }),
       counters: writerCounters,
       source: 'timescale-writer',
-      onWritten: (events) => {
+      onWritten: (events, summary) => {
+        announce(events, summary);
         let newest = 0;
         for (const e of events) if (e.type !== 'candle' && e.localTs > newest) newest = e.localTs;
         if (newest > 0) lagMs = Math.max(0, Date.now() - newest);
@@ -199,24 +213,30 @@ export async function startLocalPlatform(options: LocalPlatformOptions): Promise
     const { collector, batcher } = collection;
     const collectorCounters = collection.counters.collector;
 
-    const query = new MarketQueryService(cacheFeeds(store, systemClock), systemClock);
+    const query = new MarketQueryService(cacheCandles(cacheFeeds(store, systemClock), systemClock), systemClock);
     const secret = await loadOrCreateDevSecret(options.dataDir);
     const devToken = await issueDevToken(secret, {
       subject: 'local-dev',
-      scopes: ['market:read'],
+      // the laptop's owner may use every tool
+      scopes: [...ALL_SCOPES],
       ttlSeconds: 7 * 24 * 3600,
       issuer: DEV_TOKEN_ISSUER,
       audience: DEV_TOKEN_AUDIENCE,
     });
+    // stored at once (get_signals sees it) and streamed (the writer's idempotent copy changes nothing)
+    const signals = new SignalService({ writer: store, reader: new PostgresSignalReader(db), clock: systemClock, bus: stream, logger });
+    const memory = new InProcessMemory();
+    cleanup.push(() => memory.close());
+    const mcpDeps: McpDeps = { query, ledger, signals, memory, version: PLATFORM_VERSION, logger, updates, ...(options.toolsets && { toolsets: options.toolsets }) };
     let mcpUrl: string | null = null;
     if (options.stdio) {
-      const session = await serveStdio(buildServer({ query, version: PLATFORM_VERSION, logger }));
+      const session = await serveStdio(buildServer(mcpDeps));
       cleanup.push(() => session.close());
     } else {
       const http = await startMcpHttpServer({
         host: options.host,
         port: options.port,
-        buildServer: () => buildServer({ query, version: PLATFORM_VERSION, logger }),
+        buildServer: (caller) => buildServer(mcpDeps, caller),
         verifier: createJwtVerifier({ kind: 'hs256', secret, issuer: DEV_TOKEN_ISSUER, audience: DEV_TOKEN_AUDIENCE }),
         logger,
       });

@@ -11,14 +11,14 @@ import { startMcpHttpServer } from '../../layers/shared/src/mcp/http.js';
 import { buildServer } from '../../layers/shared/src/mcp/server.js';
 import { silentLogger } from '../../layers/shared/src/observability/logger.js';
 import { systemClock } from '../../layers/shared/src/ports/index.js';
-import { cacheFeeds, cacheLedger } from '../../layers/shared/src/query/read-cache.js';
+import { cacheCandles, cacheFeeds, cacheLedger } from '../../layers/shared/src/query/read-cache.js';
 import { MarketQueryService } from '../../layers/shared/src/query/market-query.js';
 
 const pg = openPostgres(process.env.DATABASE_URL!, { max: 8 });
 const store = new PostgresMarketStore(pg);
 // as in service mode: get_candles asks the ledger about gaps in its window, get_data_health serves it
 const ledger = cacheLedger(new PostgresLedgerStore(pg), systemClock);
-const query = new MarketQueryService(cacheFeeds(store, systemClock), systemClock);
+const query = new MarketQueryService(cacheCandles(cacheFeeds(store, systemClock), systemClock), systemClock);
 const http = await startMcpHttpServer({
   buildServer: () => buildServer({ query, ledger, version: 'bench', logger: silentLogger }),
   verifier: createJwtVerifier({ kind: 'hs256', secret: new TextEncoder().encode(process.env.BENCH_JWT_SECRET!), issuer: 'bench', audience: 'mcp' }),

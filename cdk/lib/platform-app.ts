@@ -21,6 +21,7 @@ export const CONTEXT_KEYS = {
   clickhouseSecretArn: 'clickhouseSecretArn',
   mcpCertificateArn: 'mcpCertificateArn',
   mcpDomain: 'mcpDomain',
+  redisUrl: 'redisUrl',
 } as const;
 
 /**
@@ -44,6 +45,7 @@ export function definePlatform(app: App, env: NodeJS.ProcessEnv = process.env): 
   }
   const mcpCertificateArn = context(CONTEXT_KEYS.mcpCertificateArn);
   const mcpDomain = context(CONTEXT_KEYS.mcpDomain);
+  const redisUrl = context(CONTEXT_KEYS.redisUrl);
 
   const stack = new PlatformStack(app, `Qicore-${config.name}`, {
     description: `qicore crypto market-data platform (${config.name})`,
@@ -59,6 +61,7 @@ export function definePlatform(app: App, env: NodeJS.ProcessEnv = process.env): 
     streamKind: streamKind as StreamKind,
     ...(mcpCertificateArn && { mcpCertificateArn }),
     ...(mcpDomain && { mcpDomain }),
+    ...(redisUrl && { redisUrl }),
   });
   if (jwtIssuer === undefined || jwtAudience === undefined || jwksUrl === undefined) {
     Annotations.of(stack).addWarningV2(

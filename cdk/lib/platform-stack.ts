@@ -4,6 +4,7 @@ import { IpAddresses, SubnetType, Vpc } from 'aws-cdk-lib/aws-ec2';
 import { Secret, type ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
 import type { IFunction } from 'aws-cdk-lib/aws-lambda';
+import { ClickHouseRefresher } from './constructs/clickhouse-refresher.js';
 import { CollectorService } from './constructs/collector-service.js';
 import { MarketStream } from './constructs/market-stream.js';
 import { MarketTopic } from './constructs/market-topic.js';
@@ -46,6 +47,11 @@ export interface PlatformStackProps extends StackProps {
   readonly mcpCertificateArn?: string;
   /** public DNS name of the MCP endpoint (covered by the certificate); the load balancer's name when omitted */
   readonly mcpDomain?: string;
+  /**
+   * redis:// URL of the Redis for agent memory and live resource updates (ElastiCache in the VPC);
+   * without it the MCP server offers no memory tools and resources are not subscribable.
+   */
+  readonly redisUrl?: string;
 }
 
 /** One stage of the platform: network, market stream, collector, store writers and MCP service. */
@@ -59,6 +65,7 @@ export class PlatformStack extends Stack {
   readonly clickhouseSecret: ISecret;
   readonly timescaleWriter: TimescaleWriter;
   readonly clickhouseWriter: ClickHouseWriter;
+  readonly clickhouseRefresher: ClickHouseRefresher;
   readonly mcpService: McpService;
   readonly collectorService: CollectorService;
 
@@ -125,8 +132,23 @@ export class PlatformStack extends Stack {
       logRetention: config.logRetention,
       removalPolicy: config.removalPolicy,
     });
-    this.timescaleWriter = new TimescaleWriter(this, 'TimescaleWriter', writer(this.databaseSecret));
-    this.clickhouseWriter = new ClickHouseWriter(this, 'ClickHouseWriter', writer(this.clickhouseSecret));
+    this.timescaleWriter = new TimescaleWriter(this, 'TimescaleWriter', {
+      ...writer(this.databaseSecret),
+      // it announces each stored batch to the MCP server tasks (live resource subscriptions)
+      ...(props.redisUrl && { environment: { REDIS_URL: props.redisUrl } }),
+    });
+    // The ClickHouse writer sends one insert per batch and leaves candles to the refresher, which
+    // rebuilds them every minute (issue #4): ClickHouse candles lag by up to ~2 minutes, behind
+    // the recent store's retention window that reads of recent ranges are routed to.
+    this.clickhouseWriter = new ClickHouseWriter(this, 'ClickHouseWriter', {
+      ...writer(this.clickhouseSecret),
+      environment: { CLICKHOUSE_CANDLES: 'refresher' },
+    });
+    this.clickhouseRefresher = new ClickHouseRefresher(this, 'ClickHouseRefresher', {
+      secret: this.clickhouseSecret,
+      logRetention: config.logRetention,
+      removalPolicy: config.removalPolicy,
+    });
 
     this.mcpService = new McpService(this, 'McpService', {
       vpc: this.vpc,
@@ -134,6 +156,9 @@ export class PlatformStack extends Stack {
       jwtAudience: props.jwtAudience,
       jwksUrl: props.jwksUrl,
       databaseSecret: this.databaseSecret,
+      // published signals go on the market stream, where the writers store them (ClickHouse too)
+      ...(this.marketTopic ? { topic: this.marketTopic } : { stream: this.marketStream!.stream }),
+      ...(props.redisUrl && { redisUrl: props.redisUrl }),
       cpu: config.mcp.cpu,
       memoryLimitMiB: config.mcp.memoryLimitMiB,
       desiredCount: config.mcp.desiredCount,

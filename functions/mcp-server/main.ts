@@ -6,6 +6,10 @@ import { ClickHouseMarketStore } from '../../layers/shared/src/adapters/stores/c
 import { openPostgres } from '../../layers/shared/src/adapters/stores/pg-client.js';
 import { PostgresLedgerStore } from '../../layers/shared/src/adapters/stores/postgres-ledger-store.js';
 import { PostgresMarketStore } from '../../layers/shared/src/adapters/stores/postgres-market-store.js';
+import { PostgresSignalReader } from '../../layers/shared/src/adapters/stores/postgres-signal-reader.js';
+import { RedisMemory } from '../../layers/shared/src/adapters/memory/redis-memory.js';
+import { RedisUpdates } from '../../layers/shared/src/adapters/updates/redis-updates.js';
+import { streamBusFromEnv } from '../../layers/shared/src/adapters/stream/stream-from-env.js';
 import { McpServerEnvSchema, parseEnv } from '../../layers/shared/src/config/env.js';
 import { createJwtVerifier } from '../../layers/shared/src/mcp/auth.js';
 import { startMcpHttpServer } from '../../layers/shared/src/mcp/http.js';
@@ -13,9 +17,10 @@ import { McpMetrics } from '../../layers/shared/src/mcp/metrics.js';
 import { buildServer } from '../../layers/shared/src/mcp/server.js';
 import { createLogger } from '../../layers/shared/src/observability/logger.js';
 import { systemClock } from '../../layers/shared/src/ports/index.js';
-import { cacheFeeds, cacheLedger } from '../../layers/shared/src/query/read-cache.js';
+import { cacheCandles, cacheFeeds, cacheLedger } from '../../layers/shared/src/query/read-cache.js';
 import { MarketQueryService } from '../../layers/shared/src/query/market-query.js';
 import { RoutedMarketReader } from '../../layers/shared/src/query/routed-market-reader.js';
+import { SignalService } from '../../layers/shared/src/query/signal-service.js';
 
 const VERSION = process.env.npm_package_version ?? '0.1.0';
 
@@ -35,7 +40,8 @@ const reader = history
       candlesMs: env.RETENTION_CANDLES_DAYS * 86_400_000,
     })
   : store;
-const query = new MarketQueryService(cacheFeeds(reader, systemClock), systemClock);
+// candle pages and feeds reused for up to 1 s: popular series cost one database read a second
+const query = new MarketQueryService(cacheCandles(cacheFeeds(reader, systemClock), systemClock), systemClock);
 const verifier = env.JWT_JWKS_URL
   ? createJwtVerifier({
       kind: 'jwks',
@@ -50,11 +56,19 @@ const verifier = env.JWT_JWKS_URL
       audience: env.JWT_AUDIENCE!,
     });
 
+// new data announced by the store writers (other tasks) through Redis pub/sub; resources are not subscribable without it
+const updates = env.REDIS_URL ? new RedisUpdates({ url: env.REDIS_URL, logger: logger.child({ component: 'market-updates' }) }) : undefined;
+void updates?.ready().then(() => logger.info('market updates subscribed'));
+// stored at once (get_signals sees it) and, with STREAM_NAME, put on the stream for its consumers (ClickHouse, alerts)
+const signalBus = env.STREAM_NAME ? streamBusFromEnv({ ...env, STREAM_NAME: env.STREAM_NAME }, 'qicore-mcp-server') : undefined;
+const signals = new SignalService({ writer: store, reader: new PostgresSignalReader(pg), clock: systemClock, bus: signalBus, logger });
+// agents' memory, shared by every task; the memory tools are left out without Redis
+const memory = env.REDIS_URL ? new RedisMemory({ url: env.REDIS_URL, logger: logger.child({ component: 'agent-memory' }) }) : undefined;
 const metrics = new McpMetrics();
 const http = await startMcpHttpServer({
   host: env.MCP_HOST,
   port: env.MCP_PORT,
-  buildServer: () => buildServer({ query, version: VERSION, logger, metrics, ledger }),
+  buildServer: (caller) => buildServer({ query, version: VERSION, logger, metrics, ledger, signals, toolsets: env.MCP_TOOLSETS, updates, ...(memory && { memory }) }, caller),
   verifier,
   logger,
   metrics,
@@ -80,6 +94,9 @@ logger.info('mcp server listening', { url: http.url });
 const shutdown = async () => {
   metricsServer?.close();
   await http.close();
+  await updates?.close();
+  await memory?.close();
+  await signalBus?.close();
   await store.close();
   await history?.close();
   process.exit(0);

@@ -8,6 +8,7 @@ import { ContainerImage } from 'aws-cdk-lib/aws-ecs';
 import { Stream, StreamMode } from 'aws-cdk-lib/aws-kinesis';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { ClickHouseRefresher, CLICKHOUSE_REFRESHER_ENTRY } from '../../cdk/lib/constructs/clickhouse-refresher.js';
 import {
   COLLECTOR_COMMAND,
   COLLECTOR_JOURNAL_DIR,
@@ -25,6 +26,8 @@ import { InvalidPropsError } from '../../cdk/lib/prop-checks.js';
 import { repoPath } from '../../cdk/lib/repo-paths.js';
 import { stageConfigFor, UnknownStageError } from '../../cdk/lib/stage-config.js';
 import { CollectorEnvSchema, parseEnv } from '../../layers/shared/src/config/env.js';
+import { ClickHouseRefresherEnvSchema } from '../../layers/shared/src/consumers/clickhouse-refresher.js';
+import { ClickHouseWriterEnvSchema } from '../../layers/shared/src/consumers/clickhouse-writer.js';
 import { parseMarkets } from '../../layers/shared/src/config/markets.js';
 import { formatMarkets, parseShard, shardMarkets, shardSizes } from '../../layers/shared/src/config/shards.js';
 
@@ -223,6 +226,58 @@ describe('PlatformStack: ClickHouse writer', () => {
   });
 });
 
+describe('PlatformStack: ClickHouse refresher', () => {
+  it('tells the ClickHouse writer to leave candles to the refresher, and only that writer', () => {
+    const writerId = onlyId(dev, 'AWS::Lambda::Function', 'ClickHouseWriterFunction');
+    const fns = dev.findResources('AWS::Lambda::Function');
+    const env = (id: string) => (fns[id]!['Properties'] as { Environment: { Variables: Record<string, unknown> } }).Environment.Variables;
+    expect(env(writerId)['CLICKHOUSE_CANDLES']).toBe('refresher');
+    expect(env(onlyId(dev, 'AWS::Lambda::Function', 'TimescaleWriterFunction'))['CLICKHOUSE_CANDLES']).toBeUndefined();
+    // what the writer's runtime schema makes of it
+    expect(parseEnv(ClickHouseWriterEnvSchema, { CLICKHOUSE_URL: 'http://ch:8123', CLICKHOUSE_CANDLES: 'refresher' }).CLICKHOUSE_CANDLES).toBe('refresher');
+  });
+
+  it('is a Lambda run every minute by an EventBridge rule, with the ClickHouse secret and no retries', () => {
+    const secretId = onlyId(dev, 'AWS::SecretsManager::Secret', 'ClickHouseSecret');
+    const fnId = onlyId(dev, 'AWS::Lambda::Function', 'ClickHouseRefresherFunction');
+    dev.hasResourceProperties('AWS::Lambda::Function', {
+      Runtime: 'nodejs22.x',
+      Architectures: ['arm64'],
+      Handler: 'index.handler',
+      Timeout: 60,
+      Environment: { Variables: { CLICKHOUSE_SECRET_ARN: { Ref: secretId }, LOG_LEVEL: 'info', NODE_OPTIONS: '--enable-source-maps' } },
+    });
+    dev.resourceCountIs('AWS::Events::Rule', 1);
+    dev.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'rate(1 minute)',
+      State: 'ENABLED',
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [fnId, 'Arn'] }, RetryPolicy: { MaximumRetryAttempts: 0, MaximumEventAgeInSeconds: 60 } })],
+    });
+    dev.hasResourceProperties('AWS::Lambda::Permission', {
+      Action: 'lambda:InvokeFunction',
+      FunctionName: { 'Fn::GetAtt': [fnId, 'Arn'] },
+      Principal: 'events.amazonaws.com',
+    });
+    const role = (dev.findResources('AWS::Lambda::Function')[fnId]!['Properties'] as { Role: { 'Fn::GetAtt': [string, string] } }).Role['Fn::GetAtt'][0];
+    dev.hasResourceProperties('AWS::IAM::Policy', {
+      Roles: [{ Ref: role }],
+      PolicyDocument: {
+        Statement: Match.arrayWith([Match.objectLike({ Effect: 'Allow', Action: Match.arrayWith(['secretsmanager:GetSecretValue']), Resource: { Ref: secretId } })]),
+      },
+    });
+    // its handler and the environment it is given agree
+    expect(existsSync(repoPath(CLICKHOUSE_REFRESHER_ENTRY))).toBe(true);
+    expect(() => parseEnv(ClickHouseRefresherEnvSchema, { CLICKHOUSE_SECRET_ARN: PROD_CLICKHOUSE_SECRET_ARN, LOG_LEVEL: 'info' })).not.toThrow();
+  });
+
+  it('rejects an interval that is not whole minutes or a timeout beyond the interval', () => {
+    const stack = new Stack(appWith({}), 'RefresherProps');
+    const secret = Secret.fromSecretCompleteArn(stack, 'S', PROD_CLICKHOUSE_SECRET_ARN);
+    expect(() => new ClickHouseRefresher(stack, 'Seconds', { secret, interval: Duration.seconds(30) })).toThrow(/interval \(minutes\).*got 0.5/);
+    expect(() => new ClickHouseRefresher(stack, 'Slow', { secret, timeout: Duration.minutes(2) })).toThrow(InvalidPropsError);
+  });
+});
+
 describe('PlatformStack: MCP service', () => {
   it('runs on Fargate (ARM64, private subnets) behind an internet-facing ALB that probes /healthz', () => {
     // the MCP server's and the collector's
@@ -310,7 +365,7 @@ describe('PlatformStack: MCP service', () => {
     }
   });
 
-  it('does not grant the task any stream access unless given a stream', () => {
+  it('grants the stream to the writers, the collector and the MCP server (published signals), no one else', () => {
     const streamId = onlyId(dev, 'AWS::Kinesis::Stream');
     const readers = dev.findResources('AWS::IAM::Policy', {
       Properties: {
@@ -319,12 +374,18 @@ describe('PlatformStack: MCP service', () => {
         },
       },
     });
-    // the writers read it, the collector writes it; the MCP task has no access
+    // the writers read it; the collector writes market data, the MCP task the signals agents publish
     expect(Object.keys(readers).sort()).toEqual([
       expect.stringMatching(/^ClickHouseWriterFunctionServiceRole/),
       expect.stringMatching(/^CollectorServiceTaskDefTaskRole/),
+      expect.stringMatching(/^McpServiceTaskDefTaskRole/),
       expect.stringMatching(/^TimescaleWriterFunctionServiceRole/),
     ]);
+    dev.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: [
+        Match.objectLike({ Name: 'mcp-server', Environment: Match.arrayWith([{ Name: 'STREAM_NAME', Value: { Ref: streamId } }]) }),
+      ],
+    });
   });
 
   it('passes JWT settings from context and serves HTTPS with an HTTP redirect when given a certificate', () => {
@@ -484,8 +545,11 @@ describe('PlatformStack: collector shards', () => {
     const writers = Object.values(prod.findResources('AWS::IAM::Policy') as Record<string, Policy>).filter((p) =>
       p.Properties.PolicyDocument.Statement.some((st) => [st.Action].flat().includes('kinesis:PutRecords')),
     );
-    expect(writers.map((p) => p.Properties.Roles)).toEqual([[{ Ref: roleId }]]);
-    expect(JSON.stringify(writers[0]!.Properties.PolicyDocument)).toContain(JSON.stringify({ 'Fn::GetAtt': [streamId, 'Arn'] }));
+    // the shards' one role, and the MCP server's (published signals)
+    const collectorWriters = writers.filter((p) => p.Properties.Roles.some((r) => r.Ref === roleId));
+    expect(collectorWriters).toHaveLength(1);
+    expect(writers.map((p) => p.Properties.Roles[0]!.Ref).filter((r) => r !== roleId)).toEqual([expect.stringMatching(/^McpServiceTaskDefTaskRole/)]);
+    expect(JSON.stringify(collectorWriters[0]!.Properties.PolicyDocument)).toContain(JSON.stringify({ 'Fn::GetAtt': [streamId, 'Arn'] }));
   });
 
   const shardFixture = () => {
@@ -696,17 +760,33 @@ describe('construct props validation', () => {
     expect(collector('Size', { cpu: 256, memoryLimitMiB: 4096 })).toThrow(/Size memoryLimitMiB 4096 does not fit cpu 256/);
   });
 
-  it('grants stream reads to the task and names the stream when given one', () => {
+  it('gives the MCP server and the TimescaleDB writer the Redis of -c redisUrl, and nothing else', () => {
+    const withRedis = Template.fromStack(definePlatform(appWith({ stage: 'dev', redisUrl: 'redis://cache.internal:6379' }), {}));
+    const redisUsers = (t: Template) =>
+      Object.keys({
+        ...t.findResources('AWS::Lambda::Function', { Properties: { Environment: { Variables: Match.objectLike({ REDIS_URL: 'redis://cache.internal:6379' }) } } }),
+        ...t.findResources('AWS::ECS::TaskDefinition', {
+          Properties: { ContainerDefinitions: [Match.objectLike({ Environment: Match.arrayWith([{ Name: 'REDIS_URL', Value: 'redis://cache.internal:6379' }]) })] },
+        }),
+      }).sort();
+    expect(redisUsers(withRedis)).toEqual([expect.stringMatching(/^McpServiceTaskDef/), expect.stringMatching(/^TimescaleWriterFunction/)]);
+    expect(redisUsers(dev)).toEqual([]);
+  });
+
+  it('lets the task put published signals on the stream it is given, and passes the Redis URL', () => {
     const { stack, vpc, stream } = fixture();
-    new McpService(stack, 'Mcp', {
-      vpc,
-      stream,
-      image: ContainerImage.fromRegistry('public.ecr.aws/docker/library/node:22-slim'),
-      certificate: Certificate.fromCertificateArn(stack, 'Cert', PROD_CERT_ARN),
-      jwtIssuer: 'https://idp.example.com/',
-      jwtAudience: 'mcp',
-      jwksUrl: 'https://idp.example.com/jwks.json',
-    });
+    const mcp = (id: string, props: Partial<McpServiceProps>) =>
+      new McpService(stack, id, {
+        vpc,
+        image: ContainerImage.fromRegistry('public.ecr.aws/docker/library/node:22-slim'),
+        certificate: Certificate.fromCertificateArn(stack, `${id}Cert`, PROD_CERT_ARN),
+        jwtIssuer: 'https://idp.example.com/',
+        jwtAudience: 'mcp',
+        jwksUrl: 'https://idp.example.com/jwks.json',
+        ...props,
+      });
+    mcp('Mcp', { stream, redisUrl: 'rediss://cache.example.internal:6379' });
+    expect(() => mcp('BadRedis', { redisUrl: 'http://cache:6379' })).toThrow(/BadRedis redisUrl must be a redis:\/\/ or rediss:\/\/ URL/);
     const template = Template.fromStack(stack);
     const streamId = onlyId(template, 'AWS::Kinesis::Stream');
     template.hasResourceProperties('AWS::IAM::Policy', {
@@ -714,7 +794,7 @@ describe('construct props validation', () => {
       PolicyDocument: {
         Statement: Match.arrayWith([
           Match.objectLike({
-            Action: Match.arrayWith(['kinesis:GetRecords', 'kinesis:GetShardIterator']),
+            Action: Match.arrayWith(['kinesis:PutRecord', 'kinesis:PutRecords']),
             Resource: { 'Fn::GetAtt': [streamId, 'Arn'] },
           }),
         ]),
@@ -722,7 +802,13 @@ describe('construct props validation', () => {
     });
     template.hasResourceProperties('AWS::ECS::TaskDefinition', {
       ContainerDefinitions: [
-        Match.objectLike({ Environment: Match.arrayWith([{ Name: 'MARKET_STREAM_NAME', Value: { Ref: streamId } }]) }),
+        Match.objectLike({
+          Environment: Match.arrayWith([
+            { Name: 'STREAM_KIND', Value: 'kinesis' },
+            { Name: 'STREAM_NAME', Value: { Ref: streamId } },
+            { Name: 'REDIS_URL', Value: 'rediss://cache.example.internal:6379' },
+          ]),
+        }),
       ],
     });
   });
@@ -807,7 +893,7 @@ describe('PlatformStack: Kafka on MSK Serverless (-c stream=msk)', () => {
     msk.allResourcesProperties('AWS::Logs::LogGroup', { RetentionInDays: 7 });
   });
 
-  it("lets the collector's task role connect, describe, create and write the topic, and no one else write it", () => {
+  it("lets the collector's task role connect, describe, create and write the topic, the MCP server's write it (signals), and no one else", () => {
     const clusterId = onlyId(msk, 'AWS::MSK::ServerlessCluster');
     msk.hasResourceProperties('AWS::IAM::Policy', {
       Roles: [{ Ref: Match.stringLikeRegexp('^CollectorServiceTaskDefTaskRole') }],
@@ -838,7 +924,7 @@ describe('PlatformStack: Kafka on MSK Serverless (-c stream=msk)', () => {
     const writers = Object.entries(msk.findResources('AWS::IAM::Policy') as Record<string, Policy>)
       .filter(([, p]) => p.Properties.PolicyDocument.Statement.some((st) => [st.Action].flat().includes('kafka-cluster:WriteData')))
       .map(([id]) => id);
-    expect(writers).toEqual([expect.stringMatching(/^CollectorServiceTaskDefTaskRole/)]);
+    expect(writers.sort()).toEqual([expect.stringMatching(/^CollectorServiceTaskDefTaskRole/), expect.stringMatching(/^McpServiceTaskDefTaskRole/)]);
   });
 
   it('rejects an unknown stream kind, and a writer with no or two sources', () => {

@@ -3,6 +3,11 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { PNG } from 'pngjs';
+import { InProcessMemory } from '../../layers/shared/src/adapters/memory/in-process-memory.js';
+import { PostgresSignalReader } from '../../layers/shared/src/adapters/stores/postgres-signal-reader.js';
+import { ALL_SCOPES } from '../../layers/shared/src/mcp/scopes.js';
+import { SignalService } from '../../layers/shared/src/query/signal-service.js';
 import { bucketStart } from '../../layers/shared/src/domain/index.js';
 import { INDICATOR_PARAMS, INDICATORS, type Bar } from '../../layers/shared/src/indicators/indicators.js';
 import { createJwtVerifier, issueDevToken } from '../../layers/shared/src/mcp/auth.js';
@@ -17,6 +22,7 @@ import { binanceTradeStream, startCollectorPipeline, type CollectorPipeline } fr
 import { createTestDatabase, type TestDatabase } from '../support/databases.js';
 import { expectedMinuteCandles, OffsetClock, waitFor } from '../support/pipeline.js';
 import { forEachStoreBackend } from '../support/store-backends.js';
+import { expectTextTwin } from '../support/tool-text.js';
 
 const SYMBOLS = ['BTC/USDT', 'ETH/USDT'];
 const MIN = 60_000;
@@ -43,6 +49,8 @@ forEachStoreBackend('every MCP tool against simulator data', (backend, serverUrl
   const printed = new Map<string, readonly PrintedTrade[]>();
   let base = 0;
   let skippedIds: number[] = [];
+  let signalId: string | null = null;
+  let memory: InProcessMemory;
 
   beforeAll(async () => {
     database = await createTestDatabase(backend, serverUrl);
@@ -93,13 +101,15 @@ forEachStoreBackend('every MCP tool against simulator data', (backend, serverUrl
     await pipeline.stopCollector();
 
     const query = new MarketQueryService(pipeline.store, systemClock);
+    const signals = new SignalService({ writer: pipeline.store, reader: new PostgresSignalReader(database.db), clock: systemClock, logger: silentLogger });
+    memory = new InProcessMemory({ sweepIntervalMs: 0 });
     const secret = new Uint8Array(randomBytes(32));
     http = await startMcpHttpServer({
-      buildServer: () => buildServer({ query, ledger: pipeline.ledger, version: 'e2e', logger: silentLogger }),
+      buildServer: (caller) => buildServer({ query, ledger: pipeline.ledger, signals, memory, version: 'e2e', logger: silentLogger }, caller),
       verifier: createJwtVerifier({ kind: 'hs256', secret, issuer: 'qicore-e2e', audience: 'mcp' }),
       logger: silentLogger,
     });
-    const token = await issueDevToken(secret, { subject: 'agent-e2e', scopes: ['market:read'], issuer: 'qicore-e2e', audience: 'mcp' });
+    const token = await issueDevToken(secret, { subject: 'agent-e2e', scopes: [...ALL_SCOPES], issuer: 'qicore-e2e', audience: 'mcp' });
     client = new Client({ name: 'all-tools', version: '1.0.0' });
     await client.connect(new StreamableHTTPClientTransport(new URL(http.url), { requestInit: { headers: { Authorization: `Bearer ${token}` } } }));
   }, 60_000);
@@ -107,6 +117,7 @@ forEachStoreBackend('every MCP tool against simulator data', (backend, serverUrl
   afterAll(async () => {
     await client?.close();
     await http?.close();
+    await memory?.close();
     await pipeline?.close();
     await sim?.close();
     await database?.dispose();
@@ -117,6 +128,7 @@ forEachStoreBackend('every MCP tool against simulator data', (backend, serverUrl
     const result = (await client.callTool({ name, arguments: args })) as CallToolResult;
     expect(result.isError, `${name}: ${JSON.stringify(result.content)}`).toBeFalsy();
     expect(result.structuredContent, name).toBeDefined();
+    expectTextTwin((result.content[0] as { text: string }).text, result.structuredContent as Json);
     return result.structuredContent as T;
   }
 
@@ -276,6 +288,111 @@ forEachStoreBackend('every MCP tool against simulator data', (backend, serverUrl
       for (const id of skippedIds) {
         expect(out.gaps.some((g) => g.symbol === 'BTC/USDT' && g.status === 'filled' && Number(g.fromId) <= id && id <= Number(g.toId)), `trade ${id}`).toBe(true);
       }
+    },
+
+    async detect_patterns() {
+      // 8 one-minute candles: the one-candle patterns need 10 candles for TA-Lib's size averages and are
+      // not judged on thinner history (said in unevaluated); the quiet minute is a listed gap; a match
+      // (two-candle patterns can be judged) shows the stored candles
+      type Out = {
+        matches: { ts: number; pattern: string; candles: { ts: number; open: number; high: number; low: number; close: number }[] }[];
+        gaps: { from: number; to: number }[];
+        unevaluated: { pattern: string; from: number | null }[];
+        window: { candles: number; to: number };
+      };
+      const out = await call<Out>('detect_patterns', { ...btc, timeframe: '1m', lookback: 50 });
+      const stored = expectedMinuteCandles(printed.get('BTC/USDT')!);
+      expect(out.window).toMatchObject({ candles: stored.length, to: stored.at(-1)!.ts });
+      expect(out.gaps.some((g) => g.from === base + QUIET * MIN && g.to === base + (QUIET + 1) * MIN)).toBe(true);
+      expect(out.unevaluated.find((u) => u.pattern === 'doji')).toEqual({ pattern: 'doji', from: null });
+      expect(out.matches.filter((m) => m.pattern === 'doji' || m.pattern === 'hammer')).toEqual([]);
+      for (const m of out.matches) {
+        for (const c of m.candles) expect(c, m.pattern).toMatchObject(stored.find((x) => x.ts === c.ts)!);
+        expect(m.candles.at(-1)!.ts).toBe(m.ts);
+      }
+    },
+
+    async scan_markets() {
+      // a threshold between the two last prices: exactly the dearer market passes, at its last printed price
+      const [low, high] = SYMBOLS.map((s) => lastOf(s).price).sort((a, b) => a - b) as [number, number];
+      const dearer = SYMBOLS.find((s) => lastOf(s).price === high)!;
+      const out = await call<{ matches: { symbol: string; ts: number; values: Record<string, number> }[]; scanned: number; skipped: unknown[] }>('scan_markets', {
+        timeframe: '1m',
+        at: 'latest',
+        conditions: [{ series: 'close', op: '>', value: (low + high) / 2 }],
+      });
+      expect(out.scanned).toBe(SYMBOLS.length);
+      expect(out.matches.map((m) => m.symbol)).toEqual([dearer]);
+      expect(out.matches[0]!.values['close']).toBe(high);
+      expect(out.matches[0]!.ts).toBe(bucketStart(lastOf(dearer).ts, '1m'));
+    },
+
+    async compare_exchanges() {
+      type Fig = { value: number; stale: boolean };
+      const out = await call<{ symbols: { symbol: string; exchanges: { exchange: string; last: Fig; bid: Fig; ask: Fig; divergenceBps: number | null }[]; medianPrice: number | null; bestSpread: unknown }[] }>(
+        'compare_exchanges',
+        { symbols: SYMBOLS, staleAfterMs: 24 * 3600_000 },
+      );
+      for (const s of SYMBOLS) {
+        const row = out.symbols.find((x) => x.symbol === s)!;
+        const top = sim.market.topOfBook(s);
+        expect(row.exchanges.map((e) => e.exchange)).toEqual(['binance']);
+        expect(row.exchanges[0]).toMatchObject({ last: { value: lastOf(s).price, stale: false }, bid: { value: top.bid.price }, ask: { value: top.ask.price }, divergenceBps: 0 });
+        expect(row.medianPrice).toBe(lastOf(s).price);
+        // one exchange: nothing to spread across
+        expect(row.bestSpread).toBeNull();
+      }
+    },
+
+    async render_chart() {
+      const result = (await client.callTool({ name: 'render_chart', arguments: { ...btc, timeframe: '1m', limit: 12, width: 480, height: 300 } })) as CallToolResult;
+      expect(result.isError, JSON.stringify(result.content)).toBeFalsy();
+      const image = result.content.find((c) => c.type === 'image') as { data: string; mimeType: string };
+      expect(image.mimeType).toBe('image/png');
+      const png = PNG.sync.read(Buffer.from(image.data, 'base64'));
+      expect([png.width, png.height]).toEqual([480, 300]);
+      const out = result.structuredContent as { candles: number; missingBuckets: number; last: { ts: number; close: number }; window: { from: number; to: number } };
+      const { candles } = await call<{ candles: Candle[] }>('get_candles', { ...btc, since: out.window.from, until: out.window.to, limit: 1000 });
+      expect(out.candles).toBe(candles.length);
+      expect(out.missingBuckets).toBe(12 - candles.length);
+      expect(out.last).toMatchObject({ ts: candles.at(-1)!.ts, close: lastOf('BTC/USDT').price });
+    },
+
+    async publish_signal() {
+      const published = await call<{ signal: { id: string; publisher: string; symbol: string } }>('publish_signal', {
+        symbol: 'BTC/USDT',
+        exchange: 'binance',
+        direction: 'long',
+        strength: 0.6,
+        confidence: 0.7,
+        horizon: '1h',
+        rationale: `last ${lastOf('BTC/USDT').price} above the 8-minute range`,
+      });
+      // the publisher is the token's subject, whatever the arguments say
+      expect(published.signal).toMatchObject({ publisher: 'agent-e2e', symbol: 'BTC/USDT' });
+      signalId = published.signal.id;
+    },
+
+    async get_signals() {
+      if (signalId === null) await checks['publish_signal']!();
+      const out = await call<{ signals: { id: string; publisher: string; direction: string }[] }>('get_signals', { symbol: 'BTC/USDT' });
+      expect(out.signals.map((x) => [x.id, x.publisher, x.direction])).toEqual([[signalId, 'agent-e2e', 'long']]);
+    },
+
+    async remember() {
+      await call('remember', { key: 'e2e/last-btc', value: { price: lastOf('BTC/USDT').price, at: lastOf('BTC/USDT').ts } });
+    },
+
+    async recall() {
+      await checks['remember']!();
+      const out = await call<{ entries: { key: string; value: unknown }[] }>('recall', { key: 'e2e/last-btc' });
+      expect(out.entries).toMatchObject([{ key: 'e2e/last-btc', value: { price: lastOf('BTC/USDT').price, at: lastOf('BTC/USDT').ts } }]);
+    },
+
+    async forget() {
+      await checks['remember']!();
+      expect(await call('forget', { key: 'e2e/last-btc' })).toMatchObject({ forgotten: true });
+      expect((await call<{ entries: unknown[] }>('recall', { key: 'e2e/last-btc' })).entries).toEqual([]);
     },
   };
 

@@ -3,11 +3,19 @@ import { createServer } from 'node:net';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import { DeleteStreamCommand } from '@aws-sdk/client-kinesis';
+import { InMemoryCheckpointStore } from '../../layers/shared/src/adapters/stream/checkpoint-store.js';
+import { createKinesisClient } from '../../layers/shared/src/adapters/stream/kinesis-stream-bus.js';
+import { KinesisSubscription } from '../../layers/shared/src/adapters/stream/kinesis-subscription.js';
 import { PostgresMarketStore } from '../../layers/shared/src/adapters/stores/postgres-market-store.js';
+import { decodeStreamEvents } from '../../layers/shared/src/stream/event-codec.js';
+import { ALL_SCOPES } from '../../layers/shared/src/mcp/scopes.js';
 import { issueDevToken } from '../../layers/shared/src/mcp/auth.js';
 import { trade } from '../fixtures/events.js';
 import { createTestDatabase, type TestDatabase } from '../support/databases.js';
-import { describeWithService } from '../support/services.js';
+import { createActiveStream, waitFor } from '../support/pipeline.js';
+import { describeWithService, serviceUrl } from '../support/services.js';
 
 const SECRET = 'an-hs256-secret-of-at-least-32-characters!';
 
@@ -19,8 +27,16 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** functions/mcp-server/main.ts as Fargate runs it: configuration from the environment, PostgreSQL. */
+/**
+ * functions/mcp-server/main.ts as Fargate runs it: configuration from the environment, PostgreSQL,
+ * Redis (agent memory, live resource updates) and the stream published signals go on (kinesalite).
+ */
 describeWithService('postgres', 'MCP server in service mode', (serverUrl) => {
+  const kinesis = serviceUrl('kinesis').url;
+  const redis = serviceUrl('redis').url;
+  const region = 'us-east-1';
+  const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
+  const streamName = `qicore-signals-${randomUUID().slice(0, 8)}`;
   let database: TestDatabase;
   let child: ChildProcess;
   let url: string;
@@ -30,6 +46,11 @@ describeWithService('postgres', 'MCP server in service mode', (serverUrl) => {
   beforeAll(async () => {
     database = await createTestDatabase('postgres', serverUrl);
     await new PostgresMarketStore(database.db).writeEvents([trade({ id: '1', ts: Date.now() - 1_000 })]);
+    if (kinesis) {
+      const admin = createKinesisClient({ endpoint: kinesis, region, credentials });
+      await createActiveStream(admin, streamName, 1);
+      admin.destroy();
+    }
     const port = await freePort();
     url = `http://127.0.0.1:${port}/mcp`;
     metricsPort = await freePort();
@@ -45,6 +66,8 @@ describeWithService('postgres', 'MCP server in service mode', (serverUrl) => {
         MCP_PUBLIC_URL: 'https://mcp.example.test/mcp',
         MCP_SESSION_SECRET: 'a-session-secret-shared-by-every-task-0123',
         MCP_METRICS_PORT: String(metricsPort),
+        ...(redis && { REDIS_URL: redis }),
+        ...(kinesis && { STREAM_KIND: 'kinesis', STREAM_NAME: streamName, KINESIS_ENDPOINT: kinesis, AWS_REGION: region, AWS_ACCESS_KEY_ID: 'local', AWS_SECRET_ACCESS_KEY: 'local' }),
         LOG_LEVEL: 'info',
       },
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -64,6 +87,53 @@ describeWithService('postgres', 'MCP server in service mode', (serverUrl) => {
       await exited;
     }
     await database?.dispose();
+    if (kinesis) {
+      const admin = createKinesisClient({ endpoint: kinesis, region, credentials });
+      await admin.send(new DeleteStreamCommand({ StreamName: streamName })).catch(() => undefined);
+      admin.destroy();
+    }
+  });
+
+  it.skipIf(!kinesis || !redis)('offers memory on Redis and puts published signals on the stream as well as in the store', async () => {
+    const token = await issueDevToken(new TextEncoder().encode(SECRET), {
+      subject: 'agent-svc',
+      scopes: [...ALL_SCOPES],
+      issuer: 'https://issuer.test/',
+      audience: 'qicore-mcp',
+    });
+    const client = new Client({ name: 'svc-full', version: '1' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { Authorization: `Bearer ${token}` } } }));
+    const names = (await client.listTools()).tools.map((t) => t.name);
+    for (const tool of ['publish_signal', 'get_signals', 'remember', 'recall', 'forget', 'render_chart']) expect(names).toContain(tool);
+    // the market resources are subscribable: the server listens to the writers through Redis
+    expect(client.getServerCapabilities()?.resources?.subscribe).toBe(true);
+
+    const key = `svc/${randomUUID()}`;
+    expect((await client.callTool({ name: 'remember', arguments: { key, value: { n: 1 } } })).isError).toBeFalsy();
+    const recalled = (await client.callTool({ name: 'recall', arguments: { key } })) as { structuredContent?: { entries: { value: unknown }[] } };
+    expect(recalled.structuredContent?.entries.map((e) => e.value)).toEqual([{ n: 1 }]);
+    await client.callTool({ name: 'forget', arguments: { key } });
+
+    const published = (await client.callTool({
+      name: 'publish_signal',
+      arguments: { symbol: 'BTC/USDT', direction: 'short', strength: 0.4, confidence: 0.5, horizon: '4h', rationale: 'service-mode check' },
+    })) as { isError?: boolean; structuredContent?: { signal: { id: string }; streamed: boolean } };
+    expect(published.isError).toBeFalsy();
+    expect(published.structuredContent?.streamed).toBe(true);
+    const id = published.structuredContent!.signal.id;
+    const listed = (await client.callTool({ name: 'get_signals', arguments: { symbol: 'BTC/USDT' } })) as { structuredContent?: { signals: { id: string; publisher: string }[] } };
+    expect(listed.structuredContent?.signals).toMatchObject([{ id, publisher: 'agent-svc' }]);
+    await client.close();
+
+    const subscription = new KinesisSubscription({ streamName, endpoint: kinesis!, region, credentials, checkpoints: new InMemoryCheckpointStore(), idleDelayMs: 50 });
+    try {
+      const records = await waitFor('the signal on the stream', () => subscription.poll(100, 500), (r) => r.length > 0, { timeoutMs: 15_000 });
+      const events = records.flatMap((r) => decodeStreamEvents(r.data).events);
+      expect(records.map((r) => r.partitionKey)).toEqual(['signal:BTC/USDT']);
+      expect(events).toMatchObject([{ type: 'signal', id, publisher: 'agent-svc', direction: 'short' }]);
+    } finally {
+      await subscription.close();
+    }
   });
 
   it('answers tools for a valid token, 401 otherwise, and exits cleanly on SIGTERM', async () => {

@@ -5,7 +5,11 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createJwtVerifier, issueDevToken } from '../../layers/shared/src/mcp/auth.js';
 import { startMcpHttpServer, type McpHttpServer } from '../../layers/shared/src/mcp/http.js';
+import { InProcessMemory } from '../../layers/shared/src/adapters/memory/in-process-memory.js';
+import { PostgresSignalReader } from '../../layers/shared/src/adapters/stores/postgres-signal-reader.js';
+import { ALL_SCOPES } from '../../layers/shared/src/mcp/scopes.js';
 import { buildServer } from '../../layers/shared/src/mcp/server.js';
+import { SignalService } from '../../layers/shared/src/query/signal-service.js';
 import { createLogger } from '../../layers/shared/src/observability/logger.js';
 import { MarketQueryService } from '../../layers/shared/src/query/market-query.js';
 import { book, candle, T0, ticker, trade } from '../fixtures/events.js';
@@ -34,6 +38,7 @@ forEachStoreBackend('MCP tools given injection strings in every string input', (
   let store: TestStore;
   let http: McpHttpServer;
   let client: Client;
+  let memory: InProcessMemory;
   const errors: string[] = [];
 
   beforeAll(async () => {
@@ -44,16 +49,19 @@ forEachStoreBackend('MCP tools given injection strings in every string input', (
       book(),
       candle({ ts: T0 - 60_000 }),
     ]);
-    const query = new MarketQueryService(store.store, { now: () => T0 + 120_000 });
+    const clock = { now: () => T0 + 120_000 };
+    const query = new MarketQueryService(store.store, clock);
+    const signals = new SignalService({ writer: store.store, reader: new PostgresSignalReader(store.db), clock, limits: { perPublisher: 10_000 } });
+    memory = new InProcessMemory({ clock, sweepIntervalMs: 0 });
     const secret = new Uint8Array(randomBytes(32));
     // errors logged anywhere in the server (tool failures, HTTP failures) are collected
     const logger = createLogger({ sink: (line) => (JSON.parse(line).level === 'error' ? errors.push(line) : undefined) });
     http = await startMcpHttpServer({
-      buildServer: () => buildServer({ query, version: 'test', logger }),
+      buildServer: (caller) => buildServer({ query, signals, memory, version: 'test', logger }, caller),
       verifier: createJwtVerifier({ kind: 'hs256', secret, issuer: 'test', audience: 'mcp' }),
       logger,
     });
-    const token = await issueDevToken(secret, { subject: 'attacker', scopes: ['market:read'], issuer: 'test', audience: 'mcp' });
+    const token = await issueDevToken(secret, { subject: 'attacker', scopes: [...ALL_SCOPES], issuer: 'test', audience: 'mcp' });
     client = new Client({ name: 'fuzz', version: '0' });
     await client.connect(new StreamableHTTPClientTransport(new URL(http.url), { requestInit: { headers: { Authorization: `Bearer ${token}` } } }));
   });
@@ -61,6 +69,7 @@ forEachStoreBackend('MCP tools given injection strings in every string input', (
   afterAll(async () => {
     await client?.close();
     await http?.close();
+    await memory?.close();
     await store?.dispose();
   });
 
@@ -79,7 +88,17 @@ forEachStoreBackend('MCP tools given injection strings in every string input', (
     get_trades: { exchange: 'binance', symbol: 'BTC/USDT', since: T0 },
     get_candles: { exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1m' },
     compute_indicators: { exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1m', indicators: [{ name: 'vwap', params: { anchor: 'day' } }] },
+    detect_patterns: { exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1m' },
+    scan_markets: { timeframe: '1m', conditions: [{ series: 'close', op: '>', value: 0 }], exchanges: ['binance'] },
+    compare_exchanges: { symbols: ['BTC/USDT'], exchanges: ['binance'] },
+    render_chart: { exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1m', limit: 10, width: 320, height: 200 },
+    get_signals: { symbol: 'BTC/USDT', publisher: 'attacker' },
+    publish_signal: { symbol: 'BTC/USDT', exchange: 'binance', direction: 'long', strength: 0.5, confidence: 0.5, horizon: '1h', rationale: 'valid' },
+    remember: { key: 'k', value: 'v' },
+    recall: { key: 'k' },
+    forget: { key: 'gone' },
   };
+
 
   it('refuses or answers each one cleanly: no internal error, nothing logged as an error, no table changed', async () => {
     const before = await counts();
@@ -98,6 +117,12 @@ forEachStoreBackend('MCP tools given injection strings in every string input', (
         variants.push((payload) => ({ ...valid, indicators: [{ name: payload }] }));
         variants.push((payload) => ({ ...valid, indicators: [{ name: 'vwap', params: { anchor: payload } }] }));
       }
+      // nested: a scan condition's series and its right-hand series, a remembered JSON value
+      if (tool.name === 'scan_markets') {
+        variants.push((payload) => ({ ...valid, conditions: [{ series: payload, op: '>', value: 0 }] }));
+        variants.push((payload) => ({ ...valid, conditions: [{ series: 'close', op: '>', value: payload }] }));
+      }
+      if (tool.name === 'remember') variants.push((payload) => ({ ...valid, value: { note: payload } }));
       expect(variants.length, tool.name).toBeGreaterThan(0);
       for (const variant of variants) {
         for (const payload of PAYLOADS) {
@@ -105,11 +130,25 @@ forEachStoreBackend('MCP tools given injection strings in every string input', (
           calls += 1;
           const text = JSON.stringify(result.content);
           expect(text, `${tool.name} ${JSON.stringify(variant(payload))}`).not.toMatch(/Internal error|syntax error|SQLSTATE|relation .* does not exist/i);
+          // what a write accepted is stored exactly as sent, never interpreted
+          if (tool.name === 'publish_signal' && !result.isError) {
+            const sent = variant(payload);
+            expect((result.structuredContent as { signal: Record<string, unknown> }).signal['rationale']).toBe(sent['rationale']);
+          }
+          if (tool.name === 'remember' && !result.isError) {
+            const sent = variant(payload);
+            const back = (await client.callTool({ name: 'recall', arguments: { key: sent['key'] } })) as CallToolResult;
+            expect((back.structuredContent as { entries: { value: unknown }[] }).entries[0]!.value).toEqual(sent['value']);
+          }
         }
       }
     }
     expect(calls).toBeGreaterThan(200);
     expect(errors).toEqual([]);
     expect(await counts()).toEqual(before);
+    // the signals stored are the accepted publishes, their rationale verbatim (a payload or the valid one)
+    const stored = (await store.db.query<{ rationale: string }>(`SELECT rationale FROM signals`)).rows.map((r) => r.rationale);
+    expect(stored.length).toBeGreaterThan(0);
+    for (const r of stored) expect([...PAYLOADS, 'valid']).toContain(r);
   });
 });

@@ -19,6 +19,14 @@ describe('local runner options', () => {
     expect(o.markets.get('binance')).toEqual(['BTC/USDT', 'ETH/USDT', 'SOL/USDT']);
   });
 
+  it('serves every toolset by default, or those of --toolsets (over MCP_TOOLSETS), and names an unknown one', () => {
+    expect(parseLocalOptions([], {}).toolsets).toEqual(['market', 'analysis', 'signals', 'memory']);
+    expect(parseLocalOptions([], { MCP_TOOLSETS: 'market' }).toolsets).toEqual(['market']);
+    expect(parseLocalOptions(['--toolsets', 'market,memory'], { MCP_TOOLSETS: 'market' }).toolsets).toEqual(['market', 'memory']);
+    expect(() => parseLocalOptions(['--toolsets', 'market,trading'], {})).toThrow(ConfigError);
+    expect(() => parseLocalOptions(['--toolsets', 'market,trading'], {})).toThrow(/unknown toolset trading/);
+  });
+
   it('names the bad flag', () => {
     expect(() => parseLocalOptions(['--sourse', 'sim'], {})).toThrow(ConfigError);
     expect(() => parseLocalOptions(['--sourse', 'sim'], {})).toThrow(/sourse/);

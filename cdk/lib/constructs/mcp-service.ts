@@ -1,4 +1,4 @@
-import { Annotations, Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Annotations, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import type { ICertificate } from 'aws-cdk-lib/aws-certificatemanager';
 import { SubnetType, type IVpc } from 'aws-cdk-lib/aws-ec2';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
@@ -19,6 +19,7 @@ import { Secret, type ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { InvalidPropsError, requireHttpsUrl, requireIntegerInRange } from '../prop-checks.js';
 import { REPO_ROOT } from '../repo-paths.js';
+import type { MarketTopic } from './market-topic.js';
 
 /** Dockerfile of the MCP server, relative to the repository root (the build context). */
 export const MCP_SERVER_DOCKERFILE = 'functions/mcp-server/Dockerfile';
@@ -55,10 +56,22 @@ export interface McpServiceProps {
    */
   readonly databaseSecret?: ISecret;
   /**
-   * Stream the server may read (live tail tools); its name goes to MARKET_STREAM_NAME.
-   * @default - no stream access
+   * Kinesis stream published signals go on (publish_signal), for the writers and other consumers.
+   * Give this or `topic`.
+   * @default - signals are stored only
    */
   readonly stream?: IStream;
+  /**
+   * MSK Serverless topic published signals go on, with IAM auth over TLS; give this or `stream`.
+   * @default - signals are stored only
+   */
+  readonly topic?: MarketTopic;
+  /**
+   * redis:// or rediss:// URL of the Redis that holds agent memory and carries the writers' new-data
+   * announcements (live resource subscriptions). Without it the memory tools are not offered.
+   * @default - no Redis
+   */
+  readonly redisUrl?: string;
   /**
    * Image to run.
    * @default - built from functions/mcp-server/Dockerfile with the repository root as context
@@ -186,7 +199,22 @@ export class McpService extends Construct {
       LOG_LEVEL: props.logLevel ?? 'info',
       NODE_OPTIONS: '--enable-source-maps',
     };
-    if (props.stream) environment['MARKET_STREAM_NAME'] = props.stream.streamName;
+    if (props.stream && props.topic) throw new InvalidPropsError(`${id} takes a stream (Kinesis) or a topic (MSK) for signals, not both`);
+    if (props.topic) {
+      Object.assign(environment, {
+        STREAM_KIND: 'kafka',
+        STREAM_NAME: props.topic.topicName,
+        KAFKA_BROKERS: props.topic.bootstrapBrokers,
+        KAFKA_AUTH: 'iam',
+        AWS_REGION: Stack.of(this).region,
+      });
+    } else if (props.stream) {
+      Object.assign(environment, { STREAM_KIND: 'kinesis', STREAM_NAME: props.stream.streamName });
+    }
+    if (props.redisUrl !== undefined) {
+      if (!/^rediss?:\/\/\S+$/.test(props.redisUrl)) throw new InvalidPropsError(`${id} redisUrl must be a redis:// or rediss:// URL`);
+      environment['REDIS_URL'] = props.redisUrl;
+    }
     // Tasks sign session ids with one secret, so any task continues a session another opened.
     const sessionSecret = new Secret(this, 'SessionSecret', {
       description: 'Signs MCP session ids; shared by every MCP server task',
@@ -252,7 +280,8 @@ export class McpService extends Construct {
         .autoScaleTaskCount({ minCapacity: desiredCount, maxCapacity: maxCount })
         .scaleOnCpuUtilization('Cpu', { targetUtilizationPercent: 60, scaleInCooldown: Duration.minutes(5), scaleOutCooldown: Duration.minutes(1) });
     }
-    if (props.stream) props.stream.grantRead(this.service.taskDefinition.taskRole);
+    if (props.stream) props.stream.grantWrite(this.service.taskDefinition.taskRole);
+    if (props.topic) props.topic.grantProduce(this.service.taskDefinition.taskRole);
 
     if (!props.certificate) {
       Annotations.of(this).addWarningV2(

@@ -20,7 +20,7 @@ export const CLICKHOUSE_WRITER_ENTRY = 'functions/consumers/clickhouse-writer/ha
  * ESM bundles that inline CommonJS packages (pg) still call `require` for Node built-ins;
  * esbuild's ESM output has no `require`, so one is created from import.meta.url.
  */
-const ESM_REQUIRE_BANNER =
+export const ESM_REQUIRE_BANNER =
   "import { createRequire as __qicoreCreateRequire } from 'node:module'; const require = __qicoreCreateRequire(import.meta.url);";
 
 export type WriterLogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -93,6 +93,11 @@ export interface StoreWriterProps {
    */
   readonly logLevel?: WriterLogLevel;
   /**
+   * More environment variables of the handler (e.g. CLICKHOUSE_CANDLES).
+   * @default - none
+   */
+  readonly environment?: Readonly<Record<string, string>>;
+  /**
    * Retention of the function's log group.
    * @default RetentionDays.ONE_MONTH
    */
@@ -164,6 +169,7 @@ export class StoreWriter extends Construct {
       timeout,
       logGroup,
       environment: {
+        ...props.environment,
         [props.secretEnvVar]: props.secret.secretArn,
         LOG_LEVEL: props.logLevel ?? 'info',
         NODE_OPTIONS: '--enable-source-maps',

@@ -4,11 +4,13 @@ import { openPostgres } from '../../../layers/shared/src/adapters/stores/pg-clie
 import { PgCopyWriter } from '../../../layers/shared/src/adapters/stores/pg-copy-writer.js';
 import { PostgresLedgerStore } from '../../../layers/shared/src/adapters/stores/postgres-ledger-store.js';
 import { PostgresMarketStore } from '../../../layers/shared/src/adapters/stores/postgres-market-store.js';
+import { RedisUpdates } from '../../../layers/shared/src/adapters/updates/redis-updates.js';
 import { ConsumerEnvSchema, parseEnv } from '../../../layers/shared/src/config/env.js';
 import { resolveDatabaseUrl } from '../../../layers/shared/src/config/secrets.js';
 import { createMskWriterHandler } from '../../../layers/shared/src/consumers/msk-store-writer.js';
 import { createTimescaleWriterHandler } from '../../../layers/shared/src/consumers/timescale-writer.js';
 import type { StoreWriterCounter, StoreWriterDeps } from '../../../layers/shared/src/consumers/store-writer.js';
+import { createUpdateNotifier } from '../../../layers/shared/src/consumers/update-notifier.js';
 import { Counters } from '../../../layers/shared/src/observability/counters.js';
 import { createLogger } from '../../../layers/shared/src/observability/logger.js';
 
@@ -17,6 +19,8 @@ const logger = createLogger({ level: env.LOG_LEVEL, fields: { fn: 'timescale-wri
 const databaseUrl = await resolveDatabaseUrl(env);
 
 const db = openPostgres(databaseUrl, { max: 1 });
+// publisher only: MCP server tasks are told what each committed batch stored (best effort, never fails a batch)
+const updates = env.REDIS_URL ? new RedisUpdates({ url: env.REDIS_URL, receive: false, logger }) : undefined;
 const deps: StoreWriterDeps = {
   // COPY for batches of trades, parameterized statements for the rest
   writer: new PostgresMarketStore(db, { copyWriter: new PgCopyWriter(databaseUrl, { max: 1 }) }),
@@ -25,6 +29,7 @@ const deps: StoreWriterDeps = {
   logger,
   counters: new Counters<StoreWriterCounter>(),
   source: 'timescale-writer',
+  ...(updates && { onWritten: createUpdateNotifier({ updates, logger }) }),
 };
 
 /** Kinesis event source. */

@@ -1,7 +1,6 @@
 import { join } from 'node:path';
 import { applyEndpointOverride } from '../adapters/exchange/endpoint-overrides.js';
-import { KafkaStreamBus } from '../adapters/stream/kafka-stream-bus.js';
-import { KinesisStreamBus } from '../adapters/stream/kinesis-stream-bus.js';
+import { streamBusFromEnv } from '../adapters/stream/stream-from-env.js';
 import { CollectorEnvSchema, parseEnv } from '../config/env.js';
 import { parseMarkets } from '../config/markets.js';
 import { formatShard, shardMarkets, SINGLE_SHARD, type Shard } from '../config/shards.js';
@@ -41,19 +40,7 @@ export async function startCollectorFromEnv(env: NodeJS.ProcessEnv, logger: Logg
     const count = [...all.values()].reduce((n, symbols) => n + symbols.length, 0);
     throw new ConfigError(`SHARD ${formatShard(shard)} gets none of the ${count} markets in MARKETS: use fewer shards or add markets`);
   }
-  const bus: StreamBus =
-    config.STREAM_KIND === 'kafka'
-      ? new KafkaStreamBus({
-          brokers: config.KAFKA_BROKERS!,
-          topic: config.STREAM_NAME,
-          clientId: 'qicore-collector',
-          auth: config.KAFKA_AUTH === 'iam' ? { mechanism: 'iam', region: config.AWS_REGION! } : { mechanism: 'none' },
-          ...(config.KAFKA_SSL !== undefined && { ssl: config.KAFKA_SSL }),
-        })
-      : new KinesisStreamBus({
-          streamName: config.STREAM_NAME,
-          ...(config.KINESIS_ENDPOINT && { endpoint: config.KINESIS_ENDPOINT }),
-        });
+  const bus: StreamBus = streamBusFromEnv(config, 'qicore-collector');
   const endpoint =
     config.EXCHANGE_REST_URL && config.EXCHANGE_WS_URL ? { rest: config.EXCHANGE_REST_URL, ws: config.EXCHANGE_WS_URL } : undefined;
   try {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ConfigError } from '../domain/errors.js';
+import { parseToolsets } from '../mcp/toolsets.js';
 import { formatIssues } from '../domain/issues.js';
 import { ShardSchema } from './shards.js';
 
@@ -27,6 +28,8 @@ export const ConsumerEnvSchema = z
       .regex(/^arn:aws[a-z-]*:secretsmanager:/, 'a Secrets Manager secret ARN')
       .optional()
       .describe('secret whose SecretString is the connection URL'),
+    /** Redis for "new data" announcements to the MCP server tasks; none are sent when unset */
+    REDIS_URL: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL').optional(),
     LOG_LEVEL: LogLevelSchema,
   })
   .refine((e) => e.DATABASE_URL !== undefined || e.DATABASE_SECRET_ARN !== undefined, {
@@ -43,6 +46,40 @@ const csv = z
   .string()
   .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
   .optional();
+
+const StreamNameSchema = z.string().regex(/^[a-zA-Z0-9_.-]{1,128}$/, 'a Kinesis stream or Kafka topic name');
+
+/** Which stream a process publishes to; the collector's and the MCP server's (signals) are the same settings. */
+const STREAM_ENV = {
+    /** kinesis (default) or kafka (Redpanda, MSK, librdkafka's mock) */
+    STREAM_KIND: z.enum(['kinesis', 'kafka']).default('kinesis'),
+    /** a Kinesis-compatible endpoint (kinesalite, LocalStack); unset on AWS */
+    KINESIS_ENDPOINT: z.string().url().optional(),
+    /** `host:port,host:port` of the Kafka bootstrap brokers */
+    KAFKA_BROKERS: z
+      .string()
+      .regex(/^[^,\s]+:\d+(,[^,\s]+:\d+)*$/, 'host:port,host:port')
+      .transform((s) => s.split(','))
+      .optional(),
+    /** how the Kafka client authenticates: none, or iam (MSK: SASL/OAUTHBEARER signed with the task's AWS credentials, over TLS) */
+    KAFKA_AUTH: z.enum(['none', 'iam']).default('none'),
+    /** TLS to the Kafka brokers; default on with KAFKA_AUTH=iam, off otherwise */
+    KAFKA_SSL: flag.optional(),
+    /** region an MSK IAM token is signed for (ECS and Lambda set it); checked only with KAFKA_AUTH=iam (local tools set odd ones) */
+    AWS_REGION: z.string().optional(),
+};
+
+type StreamEnv = { STREAM_KIND: 'kinesis' | 'kafka'; KAFKA_BROKERS?: string[] | undefined; KAFKA_AUTH: 'none' | 'iam'; KAFKA_SSL?: boolean | undefined; AWS_REGION?: string | undefined };
+
+/** The stream settings that only make sense together. */
+function checkStreamEnv(e: StreamEnv, ctx: z.RefinementCtx): void {
+  const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
+  if (e.STREAM_KIND === 'kafka' && e.KAFKA_BROKERS === undefined) issue('KAFKA_BROKERS', 'STREAM_KIND=kafka needs KAFKA_BROKERS');
+  if (e.KAFKA_AUTH !== 'iam') return;
+  if (e.AWS_REGION === undefined) issue('AWS_REGION', "KAFKA_AUTH=iam needs AWS_REGION (the MSK cluster's region; the token is signed for it)");
+  else if (!AWS_REGION_PATTERN.test(e.AWS_REGION)) issue('AWS_REGION', 'KAFKA_AUTH=iam needs an AWS region such as eu-west-1 in AWS_REGION');
+  if (e.KAFKA_SSL === false) issue('KAFKA_SSL', 'KAFKA_AUTH=iam needs TLS: drop KAFKA_SSL=false (MSK takes IAM on its TLS listener, port 9098)');
+}
 
 /** Environment of the MCP server in service mode (Fargate). */
 export const McpServerEnvSchema = z
@@ -73,8 +110,25 @@ export const McpServerEnvSchema = z
     MCP_ALLOWED_ORIGINS: csv,
     /** requests per token principal per minute */
     MCP_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(1200),
+    /** MCP tool groups to expose: all (default), or some of market,analysis,signals,memory */
+    MCP_TOOLSETS: z
+      .string()
+      .optional()
+      .transform((value, ctx) => {
+        try {
+          return parseToolsets(value);
+        } catch (error) {
+          ctx.addIssue({ code: 'custom', message: (error as Error).message });
+          return z.NEVER;
+        }
+      }),
+    ...STREAM_ENV,
+    /** the collectors' stream: published signals also go on it (for the ClickHouse writer and other consumers); stored only when unset */
+    STREAM_NAME: StreamNameSchema.optional(),
     /** Prometheus metrics on this port (not behind the load balancer); off when unset */
     MCP_METRICS_PORT: z.coerce.number().int().min(1).max(65535).optional(),
+    /** Redis whose pub/sub carries the store writers' "new data" announcements: resources become subscribable */
+    REDIS_URL: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL').optional(),
     LOG_LEVEL: LogLevelSchema,
   })
   .refine((e) => (e.JWT_JWKS_URL === undefined) !== (e.JWT_HS256_SECRET === undefined), {
@@ -84,6 +138,9 @@ export const McpServerEnvSchema = z
   .refine((e) => e.JWT_HS256_SECRET === undefined || e.JWT_AUDIENCE !== undefined, {
     message: 'JWT_AUDIENCE is required with JWT_HS256_SECRET',
     path: ['JWT_AUDIENCE'],
+  })
+  .superRefine((e, ctx) => {
+    if (e.STREAM_NAME !== undefined) checkStreamEnv(e, ctx);
   });
 
 /** Environment of the collector in service mode (Fargate). */
@@ -93,24 +150,9 @@ export const CollectorEnvSchema = z
     MARKETS: z.string().min(1),
     /** `INDEX/COUNT` (INDEX from 0): collect only the markets of MARKETS that shard gets (config/shards.ts); all of them when unset */
     SHARD: ShardSchema.optional(),
-    /** kinesis (default) or kafka (Redpanda, MSK, librdkafka's mock) */
-    STREAM_KIND: z.enum(['kinesis', 'kafka']).default('kinesis'),
+    ...STREAM_ENV,
     /** the Kinesis stream, or the Kafka topic */
-    STREAM_NAME: z.string().regex(/^[a-zA-Z0-9_.-]{1,128}$/, 'a Kinesis stream or Kafka topic name'),
-    /** a Kinesis-compatible endpoint (kinesalite, LocalStack); unset on AWS */
-    KINESIS_ENDPOINT: z.string().url().optional(),
-    /** `host:port,host:port` of the Kafka bootstrap brokers */
-    KAFKA_BROKERS: z
-      .string()
-      .regex(/^[^,\s]+:\d+(,[^,\s]+:\d+)*$/, 'host:port,host:port')
-      .transform((s) => s.split(','))
-      .optional(),
-    /** how the Kafka client authenticates: none, or iam (MSK: SASL/OAUTHBEARER signed with the task's AWS credentials, over TLS) */
-    KAFKA_AUTH: z.enum(['none', 'iam']).default('none'),
-    /** TLS to the Kafka brokers; default on with KAFKA_AUTH=iam, off otherwise */
-    KAFKA_SSL: flag.optional(),
-    /** region an MSK IAM token is signed for (ECS and Lambda set it); checked only with KAFKA_AUTH=iam (local tools set odd ones) */
-    AWS_REGION: z.string().optional(),
+    STREAM_NAME: StreamNameSchema,
     /** a compatible exchange endpoint (the simulator, a proxy), for every exchange listed */
     EXCHANGE_REST_URL: z.string().url().optional(),
     EXCHANGE_WS_URL: z.string().regex(/^wss?:\/\//, 'a ws:// or wss:// URL').optional(),
@@ -155,19 +197,5 @@ export const CollectorEnvSchema = z
     message: 'set both EXCHANGE_REST_URL and EXCHANGE_WS_URL, or neither',
     path: ['EXCHANGE_REST_URL'],
   })
-  .refine((e) => e.STREAM_KIND !== 'kafka' || e.KAFKA_BROKERS !== undefined, {
-    message: 'STREAM_KIND=kafka needs KAFKA_BROKERS',
-    path: ['KAFKA_BROKERS'],
-  })
-  .refine((e) => e.KAFKA_AUTH !== 'iam' || e.AWS_REGION !== undefined, {
-    message: 'KAFKA_AUTH=iam needs AWS_REGION (the MSK cluster\'s region; the token is signed for it)',
-    path: ['AWS_REGION'],
-  })
-  .refine((e) => e.KAFKA_AUTH !== 'iam' || e.AWS_REGION === undefined || AWS_REGION_PATTERN.test(e.AWS_REGION), {
-    message: 'KAFKA_AUTH=iam needs an AWS region such as eu-west-1 in AWS_REGION',
-    path: ['AWS_REGION'],
-  })
-  .refine((e) => e.KAFKA_AUTH !== 'iam' || e.KAFKA_SSL !== false, {
-    message: 'KAFKA_AUTH=iam needs TLS: drop KAFKA_SSL=false (MSK takes IAM on its TLS listener, port 9098)',
-    path: ['KAFKA_SSL'],
-  });
+  .superRefine(checkStreamEnv);
+

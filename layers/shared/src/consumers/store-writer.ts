@@ -1,6 +1,6 @@
 import type { KinesisStreamBatchResponse, KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
-import type { FundingEvent, LedgerEvent, MarketEvent, StreamEvent } from '../domain/index.js';
-import { isLedgerEvent, isMarketEvent } from '../domain/index.js';
+import type { FundingEvent, LedgerEvent, MarketEvent, Signal, StreamEvent } from '../domain/index.js';
+import { isLedgerEvent, isMarketEvent, isSignal } from '../domain/index.js';
 import type { FundingRecord, FundingWriter, LedgerWriter, MarketWriter, WriteSummary } from '../ports/index.js';
 import type { Counters } from '../observability/counters.js';
 import type { Logger } from '../observability/logger.js';
@@ -16,6 +16,8 @@ export type StoreWriterCounter =
   | 'candles_written'
   | 'funding_written'
   | 'ledger_written'
+  /** signals stored (PostgreSQL: new rows only, a redelivered signal counts 0; ClickHouse: rows sent) */
+  | 'signals_written'
   /** funding or ledger events this writer has no table for (ClickHouse keeps neither) */
   | 'events_skipped'
   | 'dead_lettered'
@@ -111,15 +113,17 @@ export async function writeRecords(records: readonly IncomingRecord[], deps: Sto
   return failures;
 }
 
-/** Routes each kind of event to the store that keeps it: market data, then funding, then the ledger. */
+/** Routes each kind of event to the store that keeps it: market data, then funding, the ledger and signals. */
 async function write(deps: StoreWriterDeps, events: readonly StreamEvent[]): Promise<void> {
   if (events.length === 0) return;
   const market: MarketEvent[] = [];
   const funding: FundingEvent[] = [];
   const ledger: LedgerEvent[] = [];
+  const signals: Signal[] = [];
   for (const e of events) {
     if (isMarketEvent(e)) market.push(e);
     else if (isLedgerEvent(e)) ledger.push(e);
+    else if (isSignal(e)) signals.push(e);
     else funding.push(e);
   }
   const fundingWriter = hasFunding(deps.writer) ? deps.writer : undefined;
@@ -142,6 +146,8 @@ async function write(deps: StoreWriterDeps, events: readonly StreamEvent[]): Pro
       deps.counters.add('ledger_written', written.statuses + written.gaps);
     } else deps.counters.add('events_skipped', ledger.length);
   }
+  // idempotent on the signal id: publish_signal writes each signal itself and streams it too
+  if (signals.length > 0) deps.counters.add('signals_written', await deps.writer.writeSignals(signals));
 }
 
 function hasFunding(writer: StoreWriterDeps['writer']): writer is MarketWriter & FundingWriter {

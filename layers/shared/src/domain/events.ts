@@ -129,6 +129,14 @@ export const CandleSchema = z
   })
   .readonly();
 
+/** Which way a signal points: `flat` means "no position" (exit, or stay out). */
+export const SignalDirectionSchema = z.enum(['long', 'short', 'flat']);
+
+/**
+ * An agent's view of one market, published through MCP (publish_signal). It travels on the stream
+ * like market data, partitioned by `signal:<symbol>` (its exchange is optional), and both stores
+ * keep it, idempotent on `id`. `publisher` is the identity of the token that published it.
+ */
 export const SignalSchema = z
   .object({
     type: z.literal('signal'),
@@ -137,7 +145,7 @@ export const SignalSchema = z
     publisher: z.string().min(1).max(128),
     exchange: ExchangeIdSchema.nullable(),
     symbol: SymbolSchema,
-    direction: z.enum(['long', 'short', 'flat']),
+    direction: SignalDirectionSchema,
     strength: z.number().min(0).max(1),
     confidence: z.number().min(0).max(1),
     horizon: TimeframeSchema,
@@ -163,5 +171,11 @@ export type Quote = z.infer<typeof QuoteSchema>;
 export type Candle = z.infer<typeof CandleSchema>;
 export type CandleSource = z.infer<typeof CandleSourceSchema>;
 export type Signal = z.infer<typeof SignalSchema>;
+export type SignalDirection = z.infer<typeof SignalDirectionSchema>;
 export type MarketEvent = z.infer<typeof MarketEventSchema>;
 export type MarketEventType = MarketEvent['type'];
+
+/** True for a signal event (stream events are market data, funding, ledger or signals). */
+export function isSignal(e: { readonly type: string }): e is Signal {
+  return e.type === 'signal';
+}

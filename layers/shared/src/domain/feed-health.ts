@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CandleSchema, EpochMsSchema, OrderBookSchema, QuoteSchema, TickerSchema, TradeSchema, type MarketEvent } from './events.js';
+import { CandleSchema, EpochMsSchema, OrderBookSchema, QuoteSchema, SignalSchema, TickerSchema, TradeSchema, type MarketEvent } from './events.js';
 import { ExchangeIdSchema, SymbolSchema } from './symbols.js';
 
 /**
@@ -122,7 +122,7 @@ export const GapEventSchema = z
   })
   .readonly();
 
-/** Every event type the stream carries: market data plus funding and the completeness ledger. */
+/** Every event type the stream carries: market data plus funding, the completeness ledger and agents' signals. */
 export const StreamEventSchema = z.discriminatedUnion('type', [
   TradeSchema,
   TickerSchema,
@@ -132,6 +132,7 @@ export const StreamEventSchema = z.discriminatedUnion('type', [
   FundingEventSchema,
   FeedStatusSchema,
   GapEventSchema,
+  SignalSchema,
 ]);
 
 export type FundingEvent = z.infer<typeof FundingEventSchema>;

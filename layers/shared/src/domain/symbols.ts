@@ -15,7 +15,12 @@ export const ExchangeIdSchema = z
 export type Symbol = z.infer<typeof SymbolSchema>;
 export type ExchangeId = z.infer<typeof ExchangeIdSchema>;
 
-/** Stream partition key: all events of one market land on one shard, in order. */
-export function partitionKeyOf(event: { readonly exchange: string; readonly symbol: string }): string {
+/**
+ * Stream partition key: all events of one market land on one shard, in order (`exchange:symbol`).
+ * Signals key by `signal:<symbol>`: their exchange is optional, and apart from the market's data a
+ * burst of signals never delays its ticks, while the signals of one symbol stay in order.
+ */
+export function partitionKeyOf(event: { readonly type?: string; readonly exchange: string | null; readonly symbol: string }): string {
+  if (event.type === 'signal' || event.exchange === null) return `signal:${event.symbol}`;
   return `${event.exchange}:${event.symbol}`;
 }

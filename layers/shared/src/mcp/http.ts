@@ -12,7 +12,8 @@ import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import { rateLimit } from 'express-rate-limit';
 import { createLogger, type Logger } from '../observability/logger.js';
 import type { McpMetrics } from './metrics.js';
-import { ALL_SCOPES, missingToolScopes } from './scopes.js';
+import { callerOf, type McpCaller } from './caller.js';
+import { ALL_SCOPES, hasScope, missingToolScopes, SCOPES } from './scopes.js';
 import { SessionIds, SessionTransport } from './session-transport.js';
 
 export interface McpHttpOptions {
@@ -20,8 +21,8 @@ export interface McpHttpOptions {
   readonly host?: string;
   /** default 0: any free port */
   readonly port?: number;
-  /** called once per session: a server is never shared between clients */
-  readonly buildServer: () => McpServer;
+  /** called once per session with the token's caller: a server is never shared between clients */
+  readonly buildServer: (caller: McpCaller) => McpServer;
   readonly verifier: OAuthTokenVerifier;
   /** advertised in WWW-Authenticate on 401/403; set automatically when `authorizationServers` is given */
   readonly resourceMetadataUrl?: string;
@@ -162,6 +163,8 @@ export async function startMcpHttpServer(options: McpHttpOptions): Promise<McpHt
       if (method === 'tools/call' && typeof params?.name === 'string') {
         for (const scope of missingToolScopes(params.name, granted)) missing.add(scope);
       }
+      // market resources are the same data as the read tools
+      if (typeof method === 'string' && method.startsWith('resources/') && !hasScope(granted, SCOPES.marketRead)) missing.add(SCOPES.marketRead);
     }
     if (missing.size === 0) return next();
     const scope = [...missing].join(' ');
@@ -180,8 +183,10 @@ export async function startMcpHttpServer(options: McpHttpOptions): Promise<McpHt
   const terminated = new BoundedSet(10_000);
 
   /** A new server and transport; `sessionId` continues an existing session instead of minting one. */
-  const openSession = async (owner: string, sessionId?: string): Promise<{ server: McpServer; transport: SessionTransport }> => {
-    const server = options.buildServer();
+  const openSession = async (auth: AuthInfo | undefined, sessionId?: string): Promise<{ server: McpServer; transport: SessionTransport }> => {
+    const owner = ownerOf(auth);
+    const caller = callerOf({ authInfo: auth });
+    const server = options.buildServer(enforceToolScopes ? caller : { ...caller, scopes: ALL_SCOPES });
     const transport = new SessionTransport({
       sessionIdGenerator: () => sessionId ?? sessionIds.mint(owner),
       onsessioninitialized: (id) => {
@@ -209,7 +214,7 @@ export async function startMcpHttpServer(options: McpHttpOptions): Promise<McpHt
         rpcError(res, 503, -32000, 'Too many open sessions; retry later');
         return undefined;
       }
-      const { server, transport } = await openSession(owner, id);
+      const { server, transport } = await openSession(req.auth, id);
       try {
         await transport.resume(req.header('mcp-protocol-version'));
       } catch (error) {
@@ -242,7 +247,7 @@ export async function startMcpHttpServer(options: McpHttpOptions): Promise<McpHt
       rpcError(res, 503, -32000, 'Too many open sessions; retry later');
       return;
     }
-    const { server, transport } = await openSession(ownerOf(req.auth));
+    const { server, transport } = await openSession(req.auth);
     await transport.handleRequest(req, res, req.body);
     // An initialize the transport refused opened no session: drop its server now.
     if (transport.sessionId === undefined) await server.close();

@@ -1,6 +1,9 @@
 /** OAuth scopes the MCP tools need. A tool missing here needs no scope beyond a valid token. */
 export const SCOPES = {
   marketRead: 'market:read',
+  signalsWrite: 'signals:write',
+  memoryRead: 'memory:read',
+  memoryWrite: 'memory:write',
 } as const;
 
 export const ALL_SCOPES: readonly string[] = Object.values(SCOPES);
@@ -14,6 +17,15 @@ export const TOOL_SCOPES: Readonly<Record<string, readonly string[]>> = {
   get_candles: [SCOPES.marketRead],
   compute_indicators: [SCOPES.marketRead],
   get_data_health: [SCOPES.marketRead],
+  detect_patterns: [SCOPES.marketRead],
+  scan_markets: [SCOPES.marketRead],
+  compare_exchanges: [SCOPES.marketRead],
+  render_chart: [SCOPES.marketRead],
+  get_signals: [SCOPES.marketRead],
+  publish_signal: [SCOPES.signalsWrite],
+  recall: [SCOPES.memoryRead],
+  remember: [SCOPES.memoryWrite],
+  forget: [SCOPES.memoryWrite],
 };
 
 /**

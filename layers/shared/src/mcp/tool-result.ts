@@ -16,9 +16,46 @@ export function readOnlyAnnotations(title: string): ToolAnnotations {
   return { title, readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false };
 }
 
-/** A successful answer: `structuredContent`, plus the same JSON as text for clients without structured output. */
-export function toolSuccess(structured: Record<string, unknown>): CallToolResult {
-  return { content: [{ type: 'text', text: JSON.stringify(structured) }], structuredContent: structured };
+/**
+ * A successful answer: `structuredContent`, plus the same data as text for clients without
+ * structured output (and for the model, which reads the text). `text` replaces the default JSON
+ * copy where a table says the same in a third of the bytes (see `tableText`).
+ */
+export function toolSuccess(structured: Record<string, unknown>, text?: string): CallToolResult {
+  return { content: [{ type: 'text', text: text ?? JSON.stringify(structured) }], structuredContent: structured };
+}
+
+/** A column of a text table: a field name, or a name and how to read it from a row. */
+export type TableColumn<Row> = keyof Row & string | readonly [name: string, value: (row: Row) => unknown];
+
+/**
+ * Rows as CSV under a header line: the long arrays of an answer (candles, trades, indicator
+ * points) cost a few dozen bytes a row instead of a repeated JSON object. null is an empty cell.
+ */
+export function csvTable<Row>(columns: readonly TableColumn<Row>[], rows: readonly Row[]): string {
+  const names = columns.map((c) => (typeof c === 'string' ? c : c[0]));
+  const getters = columns.map((c) => (typeof c === 'string' ? (row: Row) => (row as Record<string, unknown>)[c] : c[1]));
+  let out = names.join(',');
+  for (const row of rows) {
+    out += '\n';
+    for (let i = 0; i < getters.length; i++) out += (i === 0 ? '' : ',') + csvCell(getters[i]!(row));
+  }
+  return out;
+}
+
+function csvCell(value: unknown): string {
+  if (value === null || value === undefined) return '';
+  if (typeof value === 'string') return /[",\n\r]/.test(value) ? `"${value.replaceAll('"', '""')}"` : value;
+  return typeof value === 'object' ? JSON.stringify(value) : String(value);
+}
+
+/**
+ * The text of an answer with one long array: the rest of the answer as JSON, then the array as a
+ * CSV table with the same fields as structuredContent.
+ */
+export function tableText<Row>(structured: Record<string, unknown>, key: string, columns: readonly TableColumn<Row>[], rows: readonly Row[]): string {
+  const { [key]: _table, ...rest } = structured;
+  return `${JSON.stringify(rest)}\n${key} (${rows.length}, CSV, same fields as structuredContent.${key}):\n${csvTable(columns, rows)}`;
 }
 
 /**

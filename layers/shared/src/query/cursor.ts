@@ -5,6 +5,7 @@ const CURSORS = {
   markets: z.object({ offset: z.number().int().nonnegative() }),
   trades: z.object({ ts: z.number(), id: z.string(), newestFirst: z.boolean() }),
   candles: z.object({ ts: z.number(), newestFirst: z.boolean() }),
+  signals: z.object({ ts: z.number(), id: z.string(), newestFirst: z.boolean() }),
 } as const;
 
 type CursorKind = keyof typeof CURSORS;

@@ -22,18 +22,7 @@ export function cacheFeeds<R extends MarketReader>(reader: R, clock: Clock, ttlM
     });
     return feeds;
   };
-  // every other member is the reader's own, its methods bound once (not on every call)
-  const bound = new Map<PropertyKey, unknown>([['listFeeds', listFeeds]]);
-  return new Proxy(reader, {
-    get(target, property, receiver) {
-      if (bound.has(property)) return bound.get(property);
-      const value = Reflect.get(target, property, receiver) as unknown;
-      if (typeof value !== 'function') return value;
-      const method = (value as (...a: unknown[]) => unknown).bind(target);
-      bound.set(property, method);
-      return method;
-    },
-  });
+  return overriding(reader, { listFeeds });
 }
 
 /**
@@ -43,8 +32,37 @@ export function cacheFeeds<R extends MarketReader>(reader: R, clock: Clock, ttlM
  */
 export function cacheLedger(ledger: LedgerReader, clock: Clock, ttlMs = 1_000, maxEntries = 1_000): LedgerReader {
   if (ttlMs <= 0) return ledger;
+  const read = ttlCache(clock, ttlMs, maxEntries);
+  return {
+    feedHealth: (query) => read(`h${JSON.stringify(query ?? {})}`, () => ledger.feedHealth(query)),
+    gaps: (query) => read(`g${JSON.stringify(query ?? {})}`, () => ledger.gaps(query)),
+  };
+}
+
+/**
+ * A MarketReader whose candle reads (`candles`, `candleMinutes`) are reused for `ttlMs`, per query
+ * (at most `maxEntries` kept). Agents ask for the same popular series (the newest 200 hourly BTC
+ * candles) over and over; within the window they share one database read, and concurrent callers
+ * one query in flight. The cost is the forming candle seen up to `ttlMs` late, the same bound
+ * cacheFeeds puts on freshness (whose newest time also decides the queries' ranges, so the keys
+ * repeat). Use it over cacheFeeds: `cacheCandles(cacheFeeds(reader, clock), clock)`.
+ */
+export function cacheCandles<R extends MarketReader>(reader: R, clock: Clock, ttlMs = 1_000, maxEntries = 500): R {
+  if (ttlMs <= 0) return reader;
+  const read = ttlCache(clock, ttlMs, maxEntries);
+  const candleMinutes = reader.candleMinutes?.bind(reader);
+  return overriding(reader, {
+    candles: (query: Parameters<MarketReader['candles']>[0]) => read(`c${JSON.stringify(query)}`, () => reader.candles(query)),
+    ...(candleMinutes && {
+      candleMinutes: (query: Parameters<NonNullable<MarketReader['candleMinutes']>>[0]) => read(`m${JSON.stringify(query)}`, () => candleMinutes(query)),
+    }),
+  });
+}
+
+/** Answers kept per key for `ttlMs` (oldest dropped past `maxEntries`); a failed load is not kept. */
+function ttlCache(clock: Clock, ttlMs: number, maxEntries: number): <T>(key: string, load: () => Promise<T>) => Promise<T> {
   const cached = new Map<string, { at: number; answer: Promise<unknown> }>();
-  const read = <T>(key: string, load: () => Promise<T>): Promise<T> => {
+  return <T>(key: string, load: () => Promise<T>): Promise<T> => {
     const now = clock.now();
     const hit = cached.get(key);
     if (hit && now - hit.at < ttlMs) return hit.answer as Promise<T>;
@@ -58,8 +76,19 @@ export function cacheLedger(ledger: LedgerReader, clock: Clock, ttlMs = 1_000, m
     });
     return answer;
   };
-  return {
-    feedHealth: (query) => read(`h${JSON.stringify(query ?? {})}`, () => ledger.feedHealth(query)),
-    gaps: (query) => read(`g${JSON.stringify(query ?? {})}`, () => ledger.gaps(query)),
-  };
+}
+
+/** `target` with some members replaced; every other method is the target's own, bound once (not on every call). */
+function overriding<R extends object>(target: R, overrides: Record<string, unknown>): R {
+  const bound = new Map<PropertyKey, unknown>(Object.entries(overrides));
+  return new Proxy(target, {
+    get(t, property, receiver) {
+      if (bound.has(property)) return bound.get(property);
+      const value = Reflect.get(t, property, receiver) as unknown;
+      if (typeof value !== 'function') return value;
+      const method = (value as (...a: unknown[]) => unknown).bind(t);
+      bound.set(property, method);
+      return method;
+    },
+  });
 }

@@ -6,7 +6,7 @@ import { StreamEventSchema, formatIssues, isMarketEvent } from '../domain/index.
 /** Envelope version written into every record, so the format can change without breaking consumers. */
 export const RECORD_FORMAT_VERSION = 1;
 
-// compiled once: consumers validate every event of every record (market data, funding, ledger)
+// compiled once: consumers validate every event of every record (market data, funding, ledger, signals)
 const EventParser = z.compile(StreamEventSchema);
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -23,8 +23,8 @@ export interface DecodedRecord<E extends StreamEvent = MarketEvent> {
 }
 
 /**
- * Decodes a record into its market events (trade, ticker, book, quote, candle); funding and ledger events
- * are left out (see decodeStreamEvents). Throws RecordDecodeError when the record is unreadable.
+ * Decodes a record into its market events (trade, ticker, book, quote, candle); funding, ledger and signal
+ * events are left out (see decodeStreamEvents). Throws RecordDecodeError when the record is unreadable.
  */
 export function decodeEvents(data: Uint8Array): DecodedRecord {
   const { events, rejected } = decodeStreamEvents(data);

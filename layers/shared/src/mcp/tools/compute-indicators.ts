@@ -4,7 +4,7 @@ import { TimeframeSchema } from '../../domain/index.js';
 import { INDICATOR_PARAMS, INDICATORS, type IndicatorName } from '../../indicators/indicators.js';
 import { INDICATOR_LIMITS, IndicatorService, type IndicatorPoint } from '../../query/indicator-service.js';
 import type { McpDeps } from '../server.js';
-import { readOnlyAnnotations, runTool, toolSuccess } from '../tool-result.js';
+import { csvTable, readOnlyAnnotations, runTool, toolSuccess, type TableColumn } from '../tool-result.js';
 import { FreshnessOutput, freshnessOut, marketInput, normalizeMarket, parseTimeRange } from './schemas.js';
 
 /** One input variant per indicator, so each one's parameters are described to the model. */
@@ -96,7 +96,7 @@ export function registerComputeIndicatorsTool(server: McpServer, deps: McpDeps):
           limit: args.limit,
           ...(until !== undefined && { until }),
         });
-        return toolSuccess({
+        const structured = {
           exchange,
           symbol,
           timeframe: args.timeframe,
@@ -104,9 +104,20 @@ export function registerComputeIndicatorsTool(server: McpServer, deps: McpDeps):
           warmupBars: answer.warmupBars,
           missingBars: answer.missingBars,
           freshness: freshnessOut(answer.freshness),
-        });
+        };
+        return toolSuccess(structured, indicatorText(structured));
       }),
   );
+}
+
+/** The answer as JSON without the points, then each indicator's points as a CSV table. */
+function indicatorText(answer: { readonly results: readonly { name: string; outputs: readonly string[]; points: readonly z.infer<typeof PointOutput>[] }[] } & Record<string, unknown>): string {
+  const head = { ...answer, results: answer.results.map(({ points: _points, ...r }) => r) };
+  const tables = answer.results.map((r) => {
+    const columns: TableColumn<z.infer<typeof PointOutput>>[] = ['ts', 'closed', ...r.outputs.map((o) => [o, (p: z.infer<typeof PointOutput>) => p.values[o] ?? null] as const)];
+    return `${r.name} points (${r.points.length}, CSV, oldest first, same values as structuredContent.results[].points):\n${csvTable(columns, r.points)}`;
+  });
+  return [JSON.stringify(head), ...tables].join('\n');
 }
 
 function pointOut(p: IndicatorPoint): z.infer<typeof PointOutput> {

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { TimeframeSchema } from '../../domain/index.js';
 import { DEFAULT_QUERY_LIMITS, type CandleGap, type CandlePageItem } from '../../query/market-query.js';
 import type { McpDeps } from '../server.js';
-import { readOnlyAnnotations, runTool, toolSuccess } from '../tool-result.js';
+import { readOnlyAnnotations, runTool, tableText, toolSuccess } from '../tool-result.js';
 import {
   FreshnessOutput,
   freshnessOut,
@@ -130,7 +130,7 @@ export function registerGetCandlesTool(server: McpServer, deps: McpDeps): void {
           deps.ledger,
         );
         const candles = page.candles.map(candleOut);
-        return toolSuccess({
+        const answer = {
           exchange,
           symbol,
           timeframe: args.timeframe,
@@ -143,10 +143,13 @@ export function registerGetCandlesTool(server: McpServer, deps: McpDeps): void {
           ledger: page.ledger,
           nextCursor: page.nextCursor,
           freshness: freshnessOut(page.freshness),
-        });
+        };
+        return toolSuccess(answer, tableText(answer, 'candles', CANDLE_COLUMNS, candles));
       }),
   );
 }
+
+const CANDLE_COLUMNS = Object.keys(CandleOutput.shape) as (keyof z.infer<typeof CandleOutput>)[];
 
 function candleOut(c: CandlePageItem): z.infer<typeof CandleOutput> {
   return {

@@ -2,7 +2,7 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
 import type { Trade } from '../../domain/index.js';
 import type { McpDeps } from '../server.js';
-import { readOnlyAnnotations, runTool, toolSuccess } from '../tool-result.js';
+import { readOnlyAnnotations, runTool, tableText, toolSuccess } from '../tool-result.js';
 import {
   FreshnessOutput,
   freshnessOut,
@@ -58,17 +58,13 @@ export function registerGetTradesTool(server: McpServer, deps: McpDeps): void {
           ...(args.cursor !== undefined && { cursor: args.cursor }),
         });
         const trades = page.trades.map(tradeOut);
-        return toolSuccess({
-          exchange,
-          symbol,
-          trades,
-          count: trades.length,
-          nextCursor: page.nextCursor,
-          freshness: freshnessOut(page.freshness),
-        });
+        const answer = { exchange, symbol, trades, count: trades.length, nextCursor: page.nextCursor, freshness: freshnessOut(page.freshness) };
+        return toolSuccess(answer, tableText(answer, 'trades', TRADE_COLUMNS, trades));
       }),
   );
 }
+
+const TRADE_COLUMNS = Object.keys(TradeOutput.shape) as (keyof z.infer<typeof TradeOutput>)[];
 
 function tradeOut(t: Trade): z.infer<typeof TradeOutput> {
   return { id: t.id, ts: t.ts, localTs: t.localTs, price: t.price, amount: t.amount, side: t.side };
