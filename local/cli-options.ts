@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { z } from 'zod';
@@ -6,6 +7,7 @@ import { parseMarkets } from '../layers/shared/src/config/markets.js';
 import { formatShard, parseShard, shardMarkets, type Shard } from '../layers/shared/src/config/shards.js';
 import { formatIssues } from '../layers/shared/src/domain/index.js';
 import { parseToolsets, type ToolsetName } from '../layers/shared/src/mcp/toolsets.js';
+import { parseAlertRules, type AlertRule } from '../layers/shared/src/alerts/alert-rules.js';
 
 export { parseMarkets };
 
@@ -32,6 +34,8 @@ Options (each also readable from the environment variable in brackets):
                            database, e.g. postgres://user@127.0.0.1:5432/db [DATABASE_URL]
   --toolsets LIST          MCP tool groups to expose: all, or some of
                            market,analysis,signals,memory              [MCP_TOOLSETS] (all)
+  --alert-rules JSON|@FILE alert rules (price_cross, volume_spike, spread_blowout, stale_feed)
+                           evaluated as data arrives; firings become signals [ALERT_RULES] (none)
   --stdio                  serve MCP on stdin/stdout instead of HTTP (desktop clients);
                            everything else goes to stderr
   --status-interval SEC    seconds between status lines, 0 for none      [STATUS_INTERVAL] (5)
@@ -70,6 +74,8 @@ const OptionsSchema = z.object({
 export interface LocalOptions extends Omit<z.infer<typeof OptionsSchema>, 'markets'> {
   /** exchange id -> ccxt unified symbols: this shard's part of --markets */
   readonly markets: ReadonlyMap<string, readonly string[]>;
+  /** --alert-rules: rules the embedded alerts consumer evaluates; none by default */
+  readonly alertRules: readonly AlertRule[];
   /** --toolsets: the MCP tool groups served */
   readonly toolsets: readonly ToolsetName[];
   /** --shard: which part of --markets this process collects */
@@ -95,6 +101,7 @@ export function parseLocalOptions(argv: readonly string[], env: NodeJS.ProcessEn
         'database-url': { type: 'string' },
         stdio: { type: 'boolean' },
         toolsets: { type: 'string' },
+        'alert-rules': { type: 'string' },
         'status-interval': { type: 'string' },
         'sim-seed': { type: 'string' },
         'sim-tps': { type: 'string' },
@@ -133,6 +140,25 @@ export function parseLocalOptions(argv: readonly string[], env: NodeJS.ProcessEn
     markets,
     shard,
     toolsets: parseToolsets(values.toolsets === undefined ? env.MCP_TOOLSETS : String(values.toolsets)),
+    alertRules: alertRulesOf(values['alert-rules'] === undefined ? env.ALERT_RULES : String(values['alert-rules'])),
     help: values.help === true,
   };
+}
+
+/** `--alert-rules`: JSON text, or `@path` of a file holding it; unset or empty: no rules. */
+function alertRulesOf(value: string | undefined): AlertRule[] {
+  if (value === undefined || value.trim() === '') return [];
+  let text = value;
+  if (value.startsWith('@')) {
+    try {
+      text = readFileSync(value.slice(1), 'utf8');
+    } catch (error) {
+      throw new ConfigError(`--alert-rules: cannot read ${value.slice(1)}: ${(error as Error).message}`, { cause: error });
+    }
+  }
+  try {
+    return parseAlertRules(text);
+  } catch (error) {
+    throw new ConfigError(`--alert-rules: ${(error as Error).message}`, { cause: error });
+  }
 }

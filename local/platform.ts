@@ -11,6 +11,9 @@ import { PostgresMarketStore } from '../layers/shared/src/adapters/stores/postgr
 import { PostgresSignalReader } from '../layers/shared/src/adapters/stores/postgres-signal-reader.js';
 import { InProcessMemory } from '../layers/shared/src/adapters/memory/in-process-memory.js';
 import { MemoryStream } from '../layers/shared/src/adapters/stream/memory-stream-bus.js';
+import { AlertEngine, type AlertCounter } from '../layers/shared/src/alerts/alert-engine.js';
+import type { AlertRule } from '../layers/shared/src/alerts/alert-rules.js';
+import { createAlertsConsumerHandler, publishStale } from '../layers/shared/src/consumers/alerts-consumer.js';
 import { InProcessUpdates } from '../layers/shared/src/adapters/updates/in-process-updates.js';
 import { startCollectorService } from '../layers/shared/src/collector/collector-service.js';
 import type { CollectorChannel, CollectorTuning } from '../layers/shared/src/collector/market-collector.js';
@@ -31,7 +34,7 @@ import type { ToolsetName } from '../layers/shared/src/mcp/toolsets.js';
 import { serveStdio } from '../layers/shared/src/mcp/stdio.js';
 import { Counters } from '../layers/shared/src/observability/counters.js';
 import type { Logger } from '../layers/shared/src/observability/logger.js';
-import { systemClock, type LedgerReader } from '../layers/shared/src/ports/index.js';
+import { systemClock, type LedgerReader, type StreamBus } from '../layers/shared/src/ports/index.js';
 import { cacheCandles, cacheFeeds } from '../layers/shared/src/query/read-cache.js';
 import { MarketQueryService } from '../layers/shared/src/query/market-query.js';
 import { SignalService } from '../layers/shared/src/query/signal-service.js';
@@ -60,6 +63,8 @@ export interface LocalPlatformOptions {
   readonly port: number;
   /** serve MCP on stdio instead of HTTP */
   readonly stdio: boolean;
+  /** alert rules (--alert-rules / ALERT_RULES); no alerts consumer without any */
+  readonly alertRules?: readonly AlertRule[];
   /** MCP tool groups served; all when omitted */
   readonly toolsets?: readonly ToolsetName[];
   readonly simSeed: number;
@@ -128,6 +133,12 @@ export async function startLocalPlatform(options: LocalPlatformOptions): Promise
 
     const stream = new MemoryStream();
     cleanup.push(() => stream.close());
+    // an in-process stream has one consumer group: the alerts consumer reads its own copy
+    const alertStream = options.alertRules?.length ? new MemoryStream() : null;
+    if (alertStream) cleanup.push(() => alertStream.close());
+    const bus: StreamBus = alertStream
+      ? { publish: async (events) => (await Promise.all([stream.publish(events), alertStream.publish(events)]))[0], close: async () => undefined }
+      : stream;
     const writerCounters = new Counters<StoreWriterCounter>();
     let lagMs: number | null = null;
     // new data lands -> subscribed MCP sessions are notified (writer and server share this process)
@@ -188,7 +199,7 @@ export async function startLocalPlatform(options: LocalPlatformOptions): Promise
     }
     const collection = await startCollectorService({
       markets: options.markets,
-      bus: stream,
+      bus,
       logger,
       clock: systemClock,
       ...(sim && {
@@ -224,7 +235,28 @@ export async function startLocalPlatform(options: LocalPlatformOptions): Promise
       audience: DEV_TOKEN_AUDIENCE,
     });
     // stored at once (get_signals sees it) and streamed (the writer's idempotent copy changes nothing)
-    const signals = new SignalService({ writer: store, reader: new PostgresSignalReader(db), clock: systemClock, bus: stream, logger });
+    const signals = new SignalService({ writer: store, reader: new PostgresSignalReader(db), clock: systemClock, bus, logger });
+    if (alertStream) {
+      // alert rules evaluated as events arrive; a firing is published as a signal by `alerts`
+      const alertLogger = logger.child({ fn: 'alerts' });
+      const alertCounters = new Counters<AlertCounter>();
+      const alertSignals = new SignalService({ writer: store, reader: new PostgresSignalReader(db), clock: systemClock, bus, logger: alertLogger, limits: { perPublisher: 600 } });
+      const engine = new AlertEngine({ rules: options.alertRules!, signals: alertSignals, clock: systemClock, counters: alertCounters, logger: alertLogger });
+      const alertSource = new KinesisEventSource({
+        subscription: alertStream.subscribe(),
+        handler: createAlertsConsumerHandler({ engine, counters: alertCounters, logger: alertLogger }),
+        logger: alertLogger,
+        onExhausted: async (records, reason) => alertLogger.error('alert records given up', { records: records.length, reason }),
+      });
+      alertSource.start();
+      // stale_feed rules fire on silence, which no event brings
+      const staleTimer = setInterval(() => void publishStale({ engine, logger: alertLogger }), 1_000);
+      cleanup.push(async () => {
+        clearInterval(staleTimer);
+        await alertSource.stop();
+        await alertSource.drain();
+      });
+    }
     const memory = new InProcessMemory();
     cleanup.push(() => memory.close());
     const mcpDeps: McpDeps = { query, ledger, signals, memory, version: PLATFORM_VERSION, logger, updates, ...(options.toolsets && { toolsets: options.toolsets }) };
@@ -271,7 +303,7 @@ export async function startLocalPlatform(options: LocalPlatformOptions): Promise
       drain: async () => {
         await batcher.flush();
         const deadline = Date.now() + 10_000;
-        while (stream.backlog > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        while ((stream.backlog > 0 || (alertStream?.backlog ?? 0) > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       },
       stop: stopAll,
     };

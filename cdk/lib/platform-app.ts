@@ -22,6 +22,7 @@ export const CONTEXT_KEYS = {
   mcpCertificateArn: 'mcpCertificateArn',
   mcpDomain: 'mcpDomain',
   redisUrl: 'redisUrl',
+  alertRules: 'alertRules',
 } as const;
 
 /**
@@ -46,6 +47,7 @@ export function definePlatform(app: App, env: NodeJS.ProcessEnv = process.env): 
   const mcpCertificateArn = context(CONTEXT_KEYS.mcpCertificateArn);
   const mcpDomain = context(CONTEXT_KEYS.mcpDomain);
   const redisUrl = context(CONTEXT_KEYS.redisUrl);
+  const alertRules = context(CONTEXT_KEYS.alertRules);
 
   const stack = new PlatformStack(app, `Qicore-${config.name}`, {
     description: `qicore crypto market-data platform (${config.name})`,
@@ -62,6 +64,7 @@ export function definePlatform(app: App, env: NodeJS.ProcessEnv = process.env): 
     ...(mcpCertificateArn && { mcpCertificateArn }),
     ...(mcpDomain && { mcpDomain }),
     ...(redisUrl && { redisUrl }),
+    ...(alertRules && { alertRules }),
   });
   if (jwtIssuer === undefined || jwtAudience === undefined || jwksUrl === undefined) {
     Annotations.of(stack).addWarningV2(

@@ -1,4 +1,4 @@
-import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import { Certificate } from 'aws-cdk-lib/aws-certificatemanager';
 import { IpAddresses, SubnetType, Vpc } from 'aws-cdk-lib/aws-ec2';
 import { Secret, type ISecret } from 'aws-cdk-lib/aws-secretsmanager';
@@ -9,7 +9,9 @@ import { CollectorService } from './constructs/collector-service.js';
 import { MarketStream } from './constructs/market-stream.js';
 import { MarketTopic } from './constructs/market-topic.js';
 import { McpService } from './constructs/mcp-service.js';
-import { ClickHouseWriter, TimescaleWriter, type StoreWriterOptions } from './constructs/store-writer.js';
+import { AlertsConsumer, ClickHouseWriter, TimescaleWriter, type StoreWriterOptions } from './constructs/store-writer.js';
+import { parseAlertRules } from '../../layers/shared/src/alerts/alert-rules.js';
+import { InvalidPropsError } from './prop-checks.js';
 import type { StageConfig } from './stage-config.js';
 
 /** The stream choice: Kinesis Data Streams, or Kafka on MSK Serverless. */
@@ -52,6 +54,11 @@ export interface PlatformStackProps extends StackProps {
    * without it the MCP server offers no memory tools and resources are not subscribable.
    */
   readonly redisUrl?: string;
+  /**
+   * Alert rules as JSON (layers/shared/src/alerts/alert-rules.ts): an alerts consumer on the
+   * Kinesis stream stores each firing as a signal. None without rules.
+   */
+  readonly alertRules?: string;
 }
 
 /** One stage of the platform: network, market stream, collector, store writers and MCP service. */
@@ -66,6 +73,8 @@ export class PlatformStack extends Stack {
   readonly timescaleWriter: TimescaleWriter;
   readonly clickhouseWriter: ClickHouseWriter;
   readonly clickhouseRefresher: ClickHouseRefresher;
+  /** present when the stage has alert rules */
+  readonly alertsConsumer?: AlertsConsumer;
   readonly mcpService: McpService;
   readonly collectorService: CollectorService;
 
@@ -144,6 +153,28 @@ export class PlatformStack extends Stack {
       ...writer(this.clickhouseSecret),
       environment: { CLICKHOUSE_CANDLES: 'refresher' },
     });
+    if (props.alertRules !== undefined) {
+      let rules;
+      try {
+        rules = parseAlertRules(props.alertRules);
+      } catch (error) {
+        throw new InvalidPropsError(`alertRules: ${(error as Error).message}`);
+      }
+      if (!this.marketStream) throw new InvalidPropsError('alertRules: the alerts consumer reads Kinesis; use -c stream=kinesis or drop alertRules');
+      if (rules.length > 0) {
+        this.alertsConsumer = new AlertsConsumer(this, 'AlertsConsumer', {
+          stream: this.marketStream.stream,
+          secret: this.databaseSecret,
+          rulesJson: JSON.stringify(rules),
+          // alerts are worth little late: small batches, no batching window
+          batchSize: 100,
+          maxBatchingWindow: Duration.seconds(0),
+          retryAttempts: config.writer.retryAttempts,
+          logRetention: config.logRetention,
+          removalPolicy: config.removalPolicy,
+        });
+      }
+    }
     this.clickhouseRefresher = new ClickHouseRefresher(this, 'ClickHouseRefresher', {
       secret: this.clickhouseSecret,
       logRetention: config.logRetention,

@@ -760,6 +760,24 @@ describe('construct props validation', () => {
     expect(collector('Size', { cpu: 256, memoryLimitMiB: 4096 })).toThrow(/Size memoryLimitMiB 4096 does not fit cpu 256/);
   });
 
+  it('adds an alerts consumer on the stream for -c alertRules, from the newest records, one invocation per shard', () => {
+    const rules = [{ id: 'btc-100k', kind: 'price_cross', exchange: 'binance', symbol: 'BTC/USDT', level: 100_000, direction: 'up' }];
+    const withAlerts = Template.fromStack(definePlatform(appWith({ stage: 'dev', alertRules: JSON.stringify(rules) }), {}));
+    const fnId = onlyId(withAlerts, 'AWS::Lambda::Function', 'AlertsConsumerFunction');
+    withAlerts.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ ALERT_RULES: Match.stringLikeRegexp('"id":"btc-100k"'), DATABASE_SECRET_ARN: Match.anyValue() }) },
+    });
+    withAlerts.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: { Ref: fnId },
+      StartingPosition: 'LATEST',
+      ParallelizationFactor: 1,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+    });
+    expect(Object.keys(dev.findResources('AWS::Lambda::Function')).filter((id) => id.startsWith('AlertsConsumer'))).toEqual([]);
+    expect(() => definePlatform(appWith({ stage: 'dev', alertRules: '[{"id":"x","kind":"price_cross"}]' }), {})).toThrow(/alertRules: .*level/);
+    expect(() => definePlatform(appWith({ stage: 'dev', stream: 'msk', alertRules: JSON.stringify(rules) }), {})).toThrow(/alerts consumer reads Kinesis/);
+  });
+
   it('gives the MCP server and the TimescaleDB writer the Redis of -c redisUrl, and nothing else', () => {
     const withRedis = Template.fromStack(definePlatform(appWith({ stage: 'dev', redisUrl: 'redis://cache.internal:6379' }), {}));
     const redisUsers = (t: Template) =>

@@ -6,6 +6,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { bucketStart } from '../../layers/shared/src/domain/index.js';
 import { silentLogger } from '../../layers/shared/src/observability/logger.js';
+import { parseAlertRules } from '../../layers/shared/src/alerts/alert-rules.js';
 import { startLocalPlatform, type LocalPlatform } from '../../local/platform.js';
 import type { PrintedTrade } from '../../local/sim/market.js';
 import { createTestDatabase, type TestDatabase } from '../support/databases.js';
@@ -52,6 +53,8 @@ forEachStoreBackend('platform end to end', (backend, serverUrl) => {
       logger: silentLogger,
       ephemeral: true,
       bookIntervalMs: 200,
+      // a market named but never collected: its feed is stale from the start
+      alertRules: parseAlertRules([{ id: 'doge-silent', kind: 'stale_feed', exchange: 'binance', symbol: 'DOGE/USDT', afterMs: 1_000 }]),
     });
     const sim = platform.sim!;
     // let the market trade for a while, then stop it and wait until the platform has it all
@@ -147,6 +150,14 @@ forEachStoreBackend('platform end to end', (backend, serverUrl) => {
       answer.candles.forEach((c, i) => expect(c.volume).toBeCloseTo(expected[i]!.volume, 9));
       expect(answer.candles.every((c) => c.source === 'trades')).toBe(true);
     }
+  });
+
+  it('runs the alert rules as data arrives and serves their signals through get_signals', async () => {
+    const out = await call('get_signals', { publisher: 'alerts' });
+    const signals = out['signals'] as { symbol: string; direction: string; rationale: string }[];
+    // once, for the silent market (the rule's cooldown holds it back after that), none for the live ones
+    expect(signals.map((x) => [x.symbol, x.direction])).toEqual([['DOGE/USDT', 'flat']]);
+    expect(signals[0]!.rationale).toContain('doge-silent');
   });
 
   it('serves the latest ticker with its age', async () => {

@@ -358,6 +358,26 @@ forEachStoreBackend('every MCP tool against simulator data', (backend, serverUrl
       expect(out.last).toMatchObject({ ts: candles.at(-1)!.ts, close: lastOf('BTC/USDT').price });
     },
 
+    async backtest_strategy() {
+      // always in the market: bought at the second candle's open, closed at the last close; no
+      // costs, so the return is the price change between them. The filled feed gap is no reason
+      // to refuse, the quiet minute is counted
+      const stored = expectedMinuteCandles(printed.get('BTC/USDT')!);
+      type Out = { trades: { entryTs: number; entryPrice: number; exitPrice: number; exitReason: string }[]; quietBuckets: number; metrics: { totalReturnPct: number } };
+      const out = await call<Out>('backtest_strategy', {
+        ...btc,
+        timeframe: '1m',
+        since: base,
+        until: base + MINUTES * MIN,
+        entry: { conditions: [{ series: 'close', op: '>', value: 0 }] },
+        feeBps: 0,
+        slippageBps: 0,
+      });
+      expect(out.trades.map((t) => [t.entryTs, t.entryPrice, t.exitPrice, t.exitReason])).toEqual([[stored[1]!.ts, stored[1]!.open, stored.at(-1)!.close, 'end_of_range']]);
+      expect(out.metrics.totalReturnPct).toBeCloseTo((stored.at(-1)!.close / stored[1]!.open - 1) * 100, 9);
+      expect(out.quietBuckets).toBe(1);
+    },
+
     async publish_signal() {
       const published = await call<{ signal: { id: string; publisher: string; symbol: string } }>('publish_signal', {
         symbol: 'BTC/USDT',

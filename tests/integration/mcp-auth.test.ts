@@ -168,7 +168,7 @@ describe('MCP HTTP endpoint auth and sessions', () => {
     const { client } = await connect(await token());
     const { tools } = await client.listTools();
     // the market and analysis tools a market:read token may call (no ledger, signal store or memory here)
-    expect(tools.length).toBe(11);
+    expect(tools.length).toBe(12);
     const result = await client.callTool({ name: 'list_markets', arguments: {} });
     expect(result.structuredContent).toMatchObject({ total: 1, markets: [{ exchange: 'binance', symbol: 'BTC/USDT' }] });
   });
@@ -201,7 +201,7 @@ describe('MCP HTTP endpoint auth and sessions', () => {
     await a.transport.terminateSession();
     const gone = await post({ authorization: `Bearer ${tokenA}`, 'mcp-session-id': sessionA }, listTools);
     expect(gone.status).toBe(404);
-    expect((await b.client.listTools()).tools.length).toBe(11);
+    expect((await b.client.listTools()).tools.length).toBe(12);
   });
 
   it('bounds the request body and answers JSON errors without stack traces', async () => {

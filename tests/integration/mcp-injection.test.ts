@@ -92,6 +92,7 @@ forEachStoreBackend('MCP tools given injection strings in every string input', (
     scan_markets: { timeframe: '1m', conditions: [{ series: 'close', op: '>', value: 0 }], exchanges: ['binance'] },
     compare_exchanges: { symbols: ['BTC/USDT'], exchanges: ['binance'] },
     render_chart: { exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1m', limit: 10, width: 320, height: 200 },
+    backtest_strategy: { exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1m', since: T0, entry: { conditions: [{ series: 'close', op: '>', value: 0 }] } },
     get_signals: { symbol: 'BTC/USDT', publisher: 'attacker' },
     publish_signal: { symbol: 'BTC/USDT', exchange: 'binance', direction: 'long', strength: 0.5, confidence: 0.5, horizon: '1h', rationale: 'valid' },
     remember: { key: 'k', value: 'v' },
@@ -121,6 +122,10 @@ forEachStoreBackend('MCP tools given injection strings in every string input', (
       if (tool.name === 'scan_markets') {
         variants.push((payload) => ({ ...valid, conditions: [{ series: payload, op: '>', value: 0 }] }));
         variants.push((payload) => ({ ...valid, conditions: [{ series: 'close', op: '>', value: payload }] }));
+      }
+      if (tool.name === 'backtest_strategy') {
+        variants.push((payload) => ({ ...valid, entry: { conditions: [{ series: payload, op: '>', value: 0 }] } }));
+        variants.push((payload) => ({ ...valid, exit: { conditions: [{ series: 'close', op: '<', value: payload }] } }));
       }
       if (tool.name === 'remember') variants.push((payload) => ({ ...valid, value: { note: payload } }));
       expect(variants.length, tool.name).toBeGreaterThan(0);

@@ -130,7 +130,7 @@ describe('MCP server over Streamable HTTP', () => {
     const { tools } = await client.listTools();
     // no ledger, signal store or memory here: the tools that need them are not offered
     expect(tools.map((t) => t.name).sort()).toEqual([
-      'compare_exchanges', 'compute_indicators', 'detect_patterns', 'get_candles', 'get_market_snapshot', 'get_order_book',
+      'backtest_strategy', 'compare_exchanges', 'compute_indicators', 'detect_patterns', 'get_candles', 'get_market_snapshot', 'get_order_book',
       'get_ticker', 'get_trades', 'list_markets', 'render_chart', 'scan_markets',
     ]);
     for (const tool of tools) {

@@ -62,6 +62,7 @@ export function expectTextTwin(text: string, structured: Json): void {
   const key = sections[0]!.title.split(' ')[0]!;
   const { [key]: rows, ...others } = structured;
   expect(headJson).toEqual(others);
-  expect(sections[0]!.header).toEqual(Object.keys((rows as Json[])[0] ?? {}).length ? Object.keys((rows as Json[])[0]!) : sections[0]!.header);
+  // every field of the rows is a column (in any order)
+  if ((rows as Json[]).length > 0) expect([...sections[0]!.header].sort()).toEqual(Object.keys((rows as Json[])[0]!).sort());
   expect(sections[0]!.rows).toEqual(expectedRows(sections[0]!.header, rows as Json[]));
 }

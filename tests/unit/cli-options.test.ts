@@ -1,3 +1,6 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../layers/shared/src/domain/errors.js';
 import { parseLocalOptions, parseMarkets } from '../../local/cli-options.js';
@@ -25,6 +28,18 @@ describe('local runner options', () => {
     expect(parseLocalOptions(['--toolsets', 'market,memory'], { MCP_TOOLSETS: 'market' }).toolsets).toEqual(['market', 'memory']);
     expect(() => parseLocalOptions(['--toolsets', 'market,trading'], {})).toThrow(ConfigError);
     expect(() => parseLocalOptions(['--toolsets', 'market,trading'], {})).toThrow(/unknown toolset trading/);
+  });
+
+  it('reads alert rules from --alert-rules (JSON or @file, over ALERT_RULES) and names a bad one', async () => {
+    const rule = { id: 'btc-100k', kind: 'price_cross', exchange: 'binance', symbol: 'BTC/USDT', level: 100_000, direction: 'up' };
+    expect(parseLocalOptions([], {}).alertRules).toEqual([]);
+    expect(parseLocalOptions([], { ALERT_RULES: JSON.stringify([rule]) }).alertRules.map((r) => r.id)).toEqual(['btc-100k']);
+    const dir = await mkdtemp(join(tmpdir(), 'rules-'));
+    await writeFile(join(dir, 'rules.json'), JSON.stringify([{ ...rule, id: 'from-file' }]));
+    expect(parseLocalOptions(['--alert-rules', `@${join(dir, 'rules.json')}`], { ALERT_RULES: JSON.stringify([rule]) }).alertRules.map((r) => r.id)).toEqual(['from-file']);
+    expect(() => parseLocalOptions(['--alert-rules', '[{"id":"x","kind":"price_cross"}]'], {})).toThrow(ConfigError);
+    expect(() => parseLocalOptions(['--alert-rules', '@/nonexistent/rules.json'], {})).toThrow(/--alert-rules: cannot read/);
+    await rm(dir, { recursive: true });
   });
 
   it('names the bad flag', () => {

@@ -15,6 +15,7 @@ import { repoPath } from '../repo-paths.js';
 /** Handler sources, relative to the repository root. */
 export const TIMESCALE_WRITER_ENTRY = 'functions/consumers/timescale-writer/handler.ts';
 export const CLICKHOUSE_WRITER_ENTRY = 'functions/consumers/clickhouse-writer/handler.ts';
+export const ALERTS_CONSUMER_ENTRY = 'functions/consumers/alerts/handler.ts';
 
 /**
  * ESM bundles that inline CommonJS packages (pg) still call `require` for Node built-ins;
@@ -266,6 +267,33 @@ export class ClickHouseWriter extends StoreWriter {
       entry: CLICKHOUSE_WRITER_ENTRY,
       description: 'Writes market events from the stream to ClickHouse',
       secretEnvVar: 'CLICKHOUSE_SECRET_ARN',
+    });
+  }
+}
+
+/** Props of the alerts consumer: a Kinesis source, the operational store's secret and its rules (JSON). */
+export type AlertsConsumerOptions = Omit<StoreWriterOptions, 'kafka' | 'startingPosition' | 'parallelizationFactor' | 'environment'> & {
+  /** the rules as JSON (alerts/alert-rules.ts), checked by the caller */
+  readonly rulesJson: string;
+};
+
+/**
+ * The consumer that evaluates alert rules as events arrive and stores each firing as a signal.
+ * It starts at the newest records (an alert on old data is no alert) and reads each shard with one
+ * invocation at a time, so a market's rule state stays in one execution environment, in order.
+ */
+export class AlertsConsumer extends StoreWriter {
+  constructor(scope: Construct, id: string, props: AlertsConsumerOptions) {
+    const { rulesJson, ...rest } = props;
+    if (props.stream === undefined) throw new InvalidPropsError(`${id} reads a Kinesis stream: give it stream`);
+    super(scope, id, {
+      ...rest,
+      entry: ALERTS_CONSUMER_ENTRY,
+      description: 'Evaluates alert rules on the stream and stores firings as signals',
+      secretEnvVar: 'DATABASE_SECRET_ARN',
+      startingPosition: StartingPosition.LATEST,
+      parallelizationFactor: 1,
+      environment: { ALERT_RULES: rulesJson },
     });
   }
 }

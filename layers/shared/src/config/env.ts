@@ -47,6 +47,12 @@ const csv = z
   .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
   .optional();
 
+/** Environment of the alerts consumer: the store-writing consumers' plus its rules. */
+export const AlertsConsumerEnvSchema = ConsumerEnvSchema.safeExtend({
+  /** alert rules, a JSON array (alerts/alert-rules.ts, checked at cold start); none when unset */
+  ALERT_RULES: z.string().max(200_000, 'at most 200000 characters').default('[]'),
+});
+
 const StreamNameSchema = z.string().regex(/^[a-zA-Z0-9_.-]{1,128}$/, 'a Kinesis stream or Kafka topic name');
 
 /** Which stream a process publishes to; the collector's and the MCP server's (signals) are the same settings. */

@@ -21,6 +21,7 @@ export const TOOL_SCOPES: Readonly<Record<string, readonly string[]>> = {
   scan_markets: [SCOPES.marketRead],
   compare_exchanges: [SCOPES.marketRead],
   render_chart: [SCOPES.marketRead],
+  backtest_strategy: [SCOPES.marketRead],
   get_signals: [SCOPES.marketRead],
   publish_signal: [SCOPES.signalsWrite],
   recall: [SCOPES.memoryRead],

@@ -7,7 +7,7 @@ import { hasScope, TOOL_SCOPES } from './scopes.js';
  */
 export const TOOLSETS = {
   market: ['list_markets', 'get_ticker', 'get_market_snapshot', 'get_order_book', 'get_trades', 'get_candles', 'compute_indicators', 'get_data_health'],
-  analysis: ['detect_patterns', 'scan_markets', 'compare_exchanges', 'render_chart'],
+  analysis: ['detect_patterns', 'scan_markets', 'compare_exchanges', 'render_chart', 'backtest_strategy'],
   signals: ['get_signals', 'publish_signal'],
   memory: ['remember', 'recall', 'forget'],
 } as const satisfies Record<string, readonly (keyof typeof TOOL_SCOPES)[]>;

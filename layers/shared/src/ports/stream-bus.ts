@@ -14,9 +14,10 @@ export interface StreamRecord {
 /** Producer side of the stream. At-least-once: a publish that rejects may still have landed in part. */
 export interface StreamBus {
   /**
-   * Publishes events grouped by partition key `exchange:symbol`, several events per record,
-   * preserving order per key. Resolves once the stream has accepted every record. Market events,
-   * funding snapshots and ledger events alike (all carry exchange and symbol).
+   * Publishes events grouped by partition key `exchange:symbol` (`signal:<symbol>` for signals,
+   * which may name no exchange), several events per record, preserving order per key. Resolves
+   * once the stream has accepted every record. Market events, funding snapshots, ledger events
+   * and signals alike.
    */
   publish(events: readonly StreamEvent[]): Promise<PublishReceipt>;
   close(): Promise<void>;

@@ -189,7 +189,8 @@ function rollingMean(values: readonly number[], n: number): (number | null)[] {
   return out;
 }
 
-interface ParsedCondition {
+/** A condition with its series parsed; shared with the backtester. */
+export interface ParsedCondition {
   readonly left: SeriesSpec;
   readonly op: Comparator;
   readonly right: SeriesSpec | number;
@@ -335,7 +336,8 @@ export class MarketScanner {
   }
 }
 
-function holds(c: ParsedCondition, at: number, valueAt: (s: SeriesSpec | number, i: number) => number | null): boolean {
+/** Whether `c` holds at bar `at`; every value it reads (and the previous bar's, for crossings) must be present. */
+export function holds(c: ParsedCondition, at: number, valueAt: (s: SeriesSpec | number, i: number) => number | null): boolean {
   const l = valueAt(c.left, at)!;
   const r = valueAt(c.right, at)!;
   switch (c.op) {

@@ -1,5 +1,6 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { McpDeps } from '../server.js';
+import { registerBacktestStrategyTool } from './backtest-strategy.js';
 import { registerCompareExchangesTool } from './compare-exchanges.js';
 import { registerComputeIndicatorsTool } from './compute-indicators.js';
 import { registerDetectPatternsTool } from './detect-patterns.js';
@@ -32,6 +33,7 @@ function registrations(server: McpServer, deps: McpDeps): Record<string, (() => 
     scan_markets: () => registerScanMarketsTool(server, deps),
     compare_exchanges: () => registerCompareExchangesTool(server, deps),
     render_chart: () => registerRenderChartTool(server, deps),
+    backtest_strategy: () => registerBacktestStrategyTool(server, deps),
     get_signals: signals && (() => registerGetSignalsTool(server, { ...deps, signals })),
     publish_signal: signals && (() => registerPublishSignalTool(server, { ...deps, signals })),
     remember: memory && (() => registerRememberTool(server, { ...deps, memory })),

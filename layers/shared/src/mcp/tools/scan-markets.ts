@@ -14,9 +14,11 @@ export interface ScanMarketsDeps {
   readonly metrics?: McpMetrics;
 }
 
-const Series = z.string().min(1).max(64);
+/** A series of the condition language (query/market-scanner.ts), e.g. 'rsi:14'. */
+export const Series = z.string().min(1).max(64);
 
-const Condition = z.object({
+/** One condition, as scan_markets and backtest_strategy take it. */
+export const Condition = z.object({
   series: Series.describe(`Left side. ${SERIES_HELP}`),
   op: z
     .enum(COMPARATORS as [Comparator, ...Comparator[]])
