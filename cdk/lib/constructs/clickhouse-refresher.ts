@@ -2,13 +2,13 @@ import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { Rule, Schedule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
 import { Architecture, Runtime, type IFunction } from 'aws-cdk-lib/aws-lambda';
-import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { InvalidPropsError, requireIntegerInRange } from '../prop-checks.js';
 import { repoPath } from '../repo-paths.js';
-import { ESM_REQUIRE_BANNER, type WriterLogLevel } from './store-writer.js';
+import { LAMBDA_BUNDLING, type WriterLogLevel } from './store-writer.js';
 
 /** Handler source, relative to the repository root. */
 export const CLICKHOUSE_REFRESHER_ENTRY = 'functions/consumers/clickhouse-refresher/handler.ts';
@@ -93,18 +93,7 @@ export class ClickHouseRefresher extends Construct {
         LOG_LEVEL: props.logLevel ?? 'info',
         NODE_OPTIONS: '--enable-source-maps',
       },
-      bundling: {
-        forceDockerBundling: false,
-        format: OutputFormat.ESM,
-        target: 'node22',
-        mainFields: ['module', 'main'],
-        banner: ESM_REQUIRE_BANNER,
-        minify: true,
-        keepNames: true,
-        sourceMap: true,
-        sourcesContent: false,
-        externalModules: ['@aws-sdk/*'],
-      },
+      bundling: LAMBDA_BUNDLING,
     });
     props.secret.grantRead(fn);
 

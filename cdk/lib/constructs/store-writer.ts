@@ -4,7 +4,7 @@ import { SubnetType } from 'aws-cdk-lib/aws-ec2';
 import type { IStream } from 'aws-cdk-lib/aws-kinesis';
 import { Architecture, Runtime, StartingPosition, type IFunction } from 'aws-cdk-lib/aws-lambda';
 import { KinesisEventSource, ManagedKafkaEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
-import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { NodejsFunction, OutputFormat, type BundlingOptions } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Queue, QueueEncryption, type IQueue } from 'aws-cdk-lib/aws-sqs';
@@ -23,6 +23,24 @@ export const ALERTS_CONSUMER_ENTRY = 'functions/consumers/alerts/handler.ts';
  */
 export const ESM_REQUIRE_BANNER =
   "import { createRequire as __qicoreCreateRequire } from 'node:module'; const require = __qicoreCreateRequire(import.meta.url);";
+
+/** How every platform Lambda is bundled. */
+export const LAMBDA_BUNDLING: BundlingOptions = {
+  // Local esbuild only: there is no Docker on build machines or in CI.
+  forceDockerBundling: false,
+  format: OutputFormat.ESM,
+  target: 'node22',
+  mainFields: ['module', 'main'],
+  banner: ESM_REQUIRE_BANNER,
+  // keepNames: the platform's errors take their `name` from the class name.
+  minify: true,
+  keepNames: true,
+  sourceMap: true,
+  // file:line mapping without shipping the sources again
+  sourcesContent: false,
+  // The runtime ships AWS SDK v3; everything else (pg, zod...) is bundled.
+  externalModules: ['@aws-sdk/*'],
+};
 
 export type WriterLogLevel = 'debug' | 'info' | 'warn' | 'error';
 
@@ -179,22 +197,7 @@ export class StoreWriter extends Construct {
         vpc: props.vpc,
         vpcSubnets: props.vpcSubnets ?? { subnetType: SubnetType.PRIVATE_WITH_EGRESS },
       }),
-      bundling: {
-        // Local esbuild only: there is no Docker on build machines or in CI.
-        forceDockerBundling: false,
-        format: OutputFormat.ESM,
-        target: 'node22',
-        mainFields: ['module', 'main'],
-        banner: ESM_REQUIRE_BANNER,
-        // keepNames: the platform's errors take their `name` from the class name.
-        minify: true,
-        keepNames: true,
-        sourceMap: true,
-        // file:line mapping without shipping the sources again
-        sourcesContent: false,
-        // The runtime ships AWS SDK v3; everything else (pg, zod...) is bundled.
-        externalModules: ['@aws-sdk/*'],
-      },
+      bundling: LAMBDA_BUNDLING,
     });
     if (!/^[A-Z][A-Z0-9_]*$/.test(props.secretEnvVar)) {
       throw new InvalidPropsError(`${id} secretEnvVar '${props.secretEnvVar}' is not an environment variable name (A-Z, 0-9, _)`);

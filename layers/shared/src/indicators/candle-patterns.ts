@@ -173,6 +173,11 @@ function define(
 /** A one-candle rule: small body, one long shadow, the other very short (hammer family). */
 const smallBodyShadows = { body: [S.bodyShort, 0], shadowLong: [S.shadowLong, 0], shadowVeryShort: [S.shadowVeryShort, 0] } as const;
 
+/** Hammer and hanging man: small body, lower shadow long, upper shadow very short (smallBodyShadows' averages). */
+function hammerShaped(c: PatternBar, i: number, avg: Averages): boolean {
+  return realBody(c) < avg.body!.average(i) && lowerShadow(c) > avg.shadowLong!.average(i) && upperShadow(c) < avg.shadowVeryShort!.average(i);
+}
+
 export const CANDLE_PATTERNS: { readonly [N in CandlePatternName]: CandlePatternDefinition } = {
   doji: define('doji', {
     title: 'Doji',
@@ -194,12 +199,7 @@ export const CANDLE_PATTERNS: { readonly [N in CandlePatternName]: CandlePattern
     averages: { ...smallBodyShadows, near: [S.near, 1] },
     test: (b, i, avg) => {
       const c = b[i]!;
-      return realBody(c) < avg.body!.average(i) &&
-        lowerShadow(c) > avg.shadowLong!.average(i) &&
-        upperShadow(c) < avg.shadowVeryShort!.average(i) &&
-        Math.min(c.close, c.open) <= b[i - 1]!.low + avg.near!.average(i - 1)
-        ? 100
-        : 0;
+      return hammerShaped(c, i, avg) && Math.min(c.close, c.open) <= b[i - 1]!.low + avg.near!.average(i - 1) ? 100 : 0;
     },
   }),
   inverted_hammer: define('inverted_hammer', {
@@ -230,12 +230,7 @@ export const CANDLE_PATTERNS: { readonly [N in CandlePatternName]: CandlePattern
     averages: { ...smallBodyShadows, near: [S.near, 1] },
     test: (b, i, avg) => {
       const c = b[i]!;
-      return realBody(c) < avg.body!.average(i) &&
-        lowerShadow(c) > avg.shadowLong!.average(i) &&
-        upperShadow(c) < avg.shadowVeryShort!.average(i) &&
-        Math.min(c.close, c.open) >= b[i - 1]!.high - avg.near!.average(i - 1)
-        ? -100
-        : 0;
+      return hammerShaped(c, i, avg) && Math.min(c.close, c.open) >= b[i - 1]!.high - avg.near!.average(i - 1) ? -100 : 0;
     },
   }),
   shooting_star: define('shooting_star', {
