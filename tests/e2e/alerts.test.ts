@@ -70,7 +70,16 @@ it('one crossing -> one signal citing the level, stored after the crossing trade
 
   // more prints, crossing back and forth: the cooldown keeps it at one signal; the writer stored the streamed copy once
   for (let i = 0; i < 300; i++) sim.market.step(1, SYMBOL);
-  await pipeline.settle();
+  // the prints reach the collector over its WebSocket after step() returns: settle until all are stored
+  await waitFor(
+    'every printed trade stored',
+    async () => {
+      await pipeline.settle();
+      return pipeline.writerCounters.get('trades_written');
+    },
+    (n) => n === printed().length,
+    { timeoutMs: 20_000, intervalMs: 200 },
+  );
   const ups = printed().filter((t, i) => i > 0 && printed()[i - 1]!.price < LEVEL && t.price >= LEVEL).length;
   expect(ups, 'the level was crossed up again: the cooldown was exercised').toBeGreaterThan(1);
   expect((await pipeline.signals.list({ publisher: 'alerts' })).signals.map((s) => s.id)).toEqual([signal!.id]);
