@@ -74,8 +74,18 @@ describe('collector against the simulated OKX', () => {
     await s.faults.dropConnections();
     await sleep(1_500);
     s.market.stop();
-    await sleep(500);
-    await p.settle();
+    // the last prints, and the fills of trades missed across the drop, arrive after stop(): under load
+    // they can take seconds, so settle until every printed trade is stored before stopping the collector
+    await waitFor(
+      'every printed trade stored',
+      async () => {
+        await p.settle();
+        const counts = await Promise.all(SPOT.map(async (symbol) => (await p.trades('okx', symbol)).length));
+        return counts.every((n, i) => n >= s.printedTrades(SPOT[i]!).length);
+      },
+      (done) => done,
+      { timeoutMs: 30_000, intervalMs: 250 },
+    );
     await p.stopCollector();
 
     for (const symbol of SPOT) {
