@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { ConfigError } from '../layers/shared/src/domain/errors.js';
 import { parseMarkets } from '../layers/shared/src/config/markets.js';
 import { formatShard, parseShard, shardMarkets, type Shard } from '../layers/shared/src/config/shards.js';
-import { formatIssues } from '../layers/shared/src/domain/index.js';
+import { formatIssues, TimeframeSchema, type Timeframe } from '../layers/shared/src/domain/index.js';
 import { parseToolsets, type ToolsetName } from '../layers/shared/src/mcp/toolsets.js';
 import { parseAlertRules, type AlertRule } from '../layers/shared/src/alerts/alert-rules.js';
 
@@ -33,11 +33,21 @@ Options (each also readable from the environment variable in brackets):
   --database-url URL       PostgreSQL/TimescaleDB instead of the embedded
                            database, e.g. postgres://user@127.0.0.1:5432/db [DATABASE_URL]
   --toolsets LIST          MCP tool groups to expose: all, or some of
-                           market,analysis,signals,memory              [MCP_TOOLSETS] (all)
+                           market,analysis,signals,memory,agents       [MCP_TOOLSETS] (all)
   --alert-rules JSON|@FILE alert rules (price_cross, volume_spike, spread_blowout, stale_feed)
                            evaluated as data arrives; firings become signals [ALERT_RULES] (none)
   --stdio                  serve MCP on stdin/stdout instead of HTTP (desktop clients);
                            everything else goes to stderr
+  --agents                 also run the scheduled agents (market monitor -> technical
+                           analyst per market -> risk manager -> paper executor) as MCP
+                           clients of the embedded server, over HTTP with a locally minted
+                           token; rules only unless AGENT_MODEL_PROVIDER is set. Risk
+                           limits and run budget from AGENT_RISK_LIMITS / AGENT_BUDGET
+                           (JSON); markets from AGENT_MARKETS (all held)      [AGENTS] (off)
+  --agents-every DURATION  time between agent runs, e.g. 30s, 5m, 1h; the first run
+                           starts one interval after start-up              [AGENTS_EVERY] (5m)
+  --agents-timeframe TF    candles the analyst reads and its strategies are backtested
+                           on (the simulator's history is short: 1m)  [AGENT_TIMEFRAME] (1m)
   --status-interval SEC    seconds between status lines, 0 for none      [STATUS_INTERVAL] (5)
   --sim-seed N             simulator seed                                 [SIM_SEED] (42)
   --sim-tps N              simulated trades per second per symbol         [SIM_TPS] (5)
@@ -80,6 +90,12 @@ export interface LocalOptions extends Omit<z.infer<typeof OptionsSchema>, 'marke
   readonly toolsets: readonly ToolsetName[];
   /** --shard: which part of --markets this process collects */
   readonly shard: Shard;
+  /** --agents: run the agent flow on an interval against the embedded MCP server */
+  readonly agents: boolean;
+  /** --agents-every: ms between agent runs */
+  readonly agentsEveryMs: number;
+  /** --agents-timeframe: the analyst's candles */
+  readonly agentsTimeframe: Timeframe;
   readonly help: boolean;
 }
 
@@ -106,6 +122,9 @@ export function parseLocalOptions(argv: readonly string[], env: NodeJS.ProcessEn
         'sim-seed': { type: 'string' },
         'sim-tps': { type: 'string' },
         'log-level': { type: 'string' },
+        agents: { type: 'boolean' },
+        'agents-every': { type: 'string' },
+        'agents-timeframe': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -134,8 +153,15 @@ export function parseLocalOptions(argv: readonly string[], env: NodeJS.ProcessEn
   if (markets.size === 0) {
     throw new ConfigError(`--shard ${formatShard(shard)} gets none of the ${[...all.values()].flat().length} markets: use fewer shards or more markets`);
   }
+  const agents = values.agents === true || truthy(env.AGENTS);
+  if (agents && o.stdio) throw new ConfigError('--agents needs the MCP server on HTTP: leave out --stdio');
+  const timeframe = TimeframeSchema.safeParse(values['agents-timeframe'] ?? env.AGENT_TIMEFRAME ?? '1m');
+  if (!timeframe.success) throw new ConfigError(`--agents-timeframe must be a ccxt timeframe (1m, 5m, 1h, ...), got '${String(values['agents-timeframe'] ?? env.AGENT_TIMEFRAME)}'`);
   return {
     ...o,
+    agents,
+    agentsEveryMs: parseDuration('--agents-every', String(values['agents-every'] ?? env.AGENTS_EVERY ?? '5m')),
+    agentsTimeframe: timeframe.data,
     dataDir: resolve(o.dataDir),
     markets,
     shard,
@@ -143,6 +169,20 @@ export function parseLocalOptions(argv: readonly string[], env: NodeJS.ProcessEn
     alertRules: alertRulesOf(values['alert-rules'] === undefined ? env.ALERT_RULES : String(values['alert-rules'])),
     help: values.help === true,
   };
+}
+
+const truthy = (v: string | undefined) => v !== undefined && ['1', 'true', 'yes', 'on'].includes(v.trim().toLowerCase());
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
+
+/** `30s`, `5m`, `1h`, `500ms`, or a bare number of seconds -> ms; at least 1 s, at most a day. */
+export function parseDuration(flag: string, text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/.exec(text.trim());
+  const ms = m ? Number(m[1]) * DURATION_UNITS[m[2] ?? 's']! : NaN;
+  if (!Number.isFinite(ms) || ms < 1_000 || ms > 86_400_000) {
+    throw new ConfigError(`${flag} must be a duration from 1s to 24h such as 30s, 5m or 1h, got '${text}'`);
+  }
+  return Math.round(ms);
 }
 
 /** `--alert-rules`: JSON text, or `@path` of a file holding it; unset or empty: no rules. */

@@ -6,6 +6,7 @@ import { runMigrations, type MigrationReport } from '../layers/shared/src/adapte
 import { openPglite } from '../layers/shared/src/adapters/stores/pglite-client.js';
 import { openPostgres } from '../layers/shared/src/adapters/stores/pg-client.js';
 import { PgCopyWriter } from '../layers/shared/src/adapters/stores/pg-copy-writer.js';
+import { PostgresAgentStore } from '../layers/shared/src/adapters/stores/postgres-agent-store.js';
 import { PostgresLedgerStore } from '../layers/shared/src/adapters/stores/postgres-ledger-store.js';
 import { PostgresMarketStore } from '../layers/shared/src/adapters/stores/postgres-market-store.js';
 import { PostgresSignalReader } from '../layers/shared/src/adapters/stores/postgres-signal-reader.js';
@@ -34,6 +35,7 @@ import type { ToolsetName } from '../layers/shared/src/mcp/toolsets.js';
 import { serveStdio } from '../layers/shared/src/mcp/stdio.js';
 import { Counters } from '../layers/shared/src/observability/counters.js';
 import type { Logger } from '../layers/shared/src/observability/logger.js';
+import type { AgentStore } from '../layers/shared/src/ports/agent-store.js';
 import { systemClock, type LedgerReader, type StreamBus } from '../layers/shared/src/ports/index.js';
 import { cacheCandles, cacheFeeds } from '../layers/shared/src/query/read-cache.js';
 import { MarketQueryService } from '../layers/shared/src/query/market-query.js';
@@ -104,6 +106,8 @@ export interface LocalPlatform {
   readonly store: PostgresMarketStore;
   /** the collectors' completeness ledger: feed health and gaps */
   readonly ledger: LedgerReader;
+  /** agents' kill switch, audit log and paper fills (the agent toolset's store) */
+  readonly agentStore: AgentStore;
   readonly exchanges: readonly ConnectedExchange[];
   status(): StatusFigures;
   /** Waits until the stream has been written to the store (tests, shutdown). */
@@ -130,6 +134,7 @@ export async function startLocalPlatform(options: LocalPlatformOptions): Promise
     cleanup.push(() => store.close());
     const migrations = await runMigrations(db);
     const ledger = new PostgresLedgerStore(db);
+    const agentStore = new PostgresAgentStore(db);
 
     const stream = new MemoryStream();
     cleanup.push(() => stream.close());
@@ -259,7 +264,18 @@ export async function startLocalPlatform(options: LocalPlatformOptions): Promise
     }
     const memory = new InProcessMemory();
     cleanup.push(() => memory.close());
-    const mcpDeps: McpDeps = { query, ledger, signals, memory, version: PLATFORM_VERSION, logger, updates, ...(options.toolsets && { toolsets: options.toolsets }) };
+    const mcpDeps: McpDeps = {
+      query,
+      ledger,
+      signals,
+      memory,
+      // the kill switch, audit log and paper trading of the agents, in the same database
+      agents: { store: agentStore, clock: systemClock },
+      version: PLATFORM_VERSION,
+      logger,
+      updates,
+      ...(options.toolsets && { toolsets: options.toolsets }),
+    };
     let mcpUrl: string | null = null;
     if (options.stdio) {
       const session = await serveStdio(buildServer(mcpDeps));
@@ -284,6 +300,7 @@ export async function startLocalPlatform(options: LocalPlatformOptions): Promise
       sim,
       store,
       ledger,
+      agentStore,
       exchanges: collection.exchanges,
       status: () => {
         const now = Date.now();

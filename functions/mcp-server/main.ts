@@ -4,6 +4,7 @@ import { createServer } from 'node:http';
 import { openClickHouse } from '../../layers/shared/src/adapters/stores/clickhouse-client.js';
 import { ClickHouseMarketStore } from '../../layers/shared/src/adapters/stores/clickhouse-market-store.js';
 import { openPostgres } from '../../layers/shared/src/adapters/stores/pg-client.js';
+import { PostgresAgentStore } from '../../layers/shared/src/adapters/stores/postgres-agent-store.js';
 import { PostgresLedgerStore } from '../../layers/shared/src/adapters/stores/postgres-ledger-store.js';
 import { PostgresMarketStore } from '../../layers/shared/src/adapters/stores/postgres-market-store.js';
 import { PostgresSignalReader } from '../../layers/shared/src/adapters/stores/postgres-signal-reader.js';
@@ -48,6 +49,7 @@ const verifier = env.JWT_JWKS_URL
       jwksUrl: env.JWT_JWKS_URL,
       issuer: env.JWT_ISSUER,
       ...(env.JWT_AUDIENCE && { audience: env.JWT_AUDIENCE }),
+      ...(env.JWT_CLIENT_IDS?.length && { clientIds: env.JWT_CLIENT_IDS }),
     })
   : createJwtVerifier({
       kind: 'hs256',
@@ -64,11 +66,13 @@ const signalBus = env.STREAM_NAME ? streamBusFromEnv({ ...env, STREAM_NAME: env.
 const signals = new SignalService({ writer: store, reader: new PostgresSignalReader(pg), clock: systemClock, bus: signalBus, logger });
 // agents' memory, shared by every task; the memory tools are left out without Redis
 const memory = env.REDIS_URL ? new RedisMemory({ url: env.REDIS_URL, logger: logger.child({ component: 'agent-memory' }) }) : undefined;
+// agents' kill switch, audit log and paper trading, in the operational database (paper defaults: 10 bps, 10 000 cash)
+const agents = { store: new PostgresAgentStore(pg), clock: systemClock };
 const metrics = new McpMetrics();
 const http = await startMcpHttpServer({
   host: env.MCP_HOST,
   port: env.MCP_PORT,
-  buildServer: (caller) => buildServer({ query, version: VERSION, logger, metrics, ledger, signals, toolsets: env.MCP_TOOLSETS, updates, ...(memory && { memory }) }, caller),
+  buildServer: (caller) => buildServer({ query, version: VERSION, logger, metrics, ledger, signals, agents, toolsets: env.MCP_TOOLSETS, updates, ...(memory && { memory }) }, caller),
   verifier,
   logger,
   metrics,

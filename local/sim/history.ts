@@ -8,6 +8,8 @@
  * every run, however late the simulator starts, which is what a resumed backfill against a
  * restarted simulator needs. The live market numbers its trades on from the first slot after the
  * start, so history and live trades share one id space (Binance raw ids / OKX tradeIds).
+ * A scripted scenario (scenarios.ts) lays a shape over one symbol's tape: a function of time too,
+ * so the tape stays the same for the same seed and scenario.
  */
 import { ConfigError } from '../../layers/shared/src/domain/errors.js';
 import { deriveSeed, hashString, Prng } from './prng.js';
@@ -43,6 +45,20 @@ export interface HistoryMarketParams {
   readonly maxSteps: number;
   /** relative standard deviation of the per-trade noise */
   readonly volatility: number;
+  /** a scripted shape laid over the tape (scenarios.ts) */
+  readonly shape?: PriceShape;
+}
+
+/** A scripted shape over one symbol's prices and volumes; scenarios.ts builds them. */
+export interface PriceShape {
+  /** log-price offset at `ts` (0 = the unshaped path) */
+  offset(ts: number): number;
+  /** factor on the median trade size at `ts` */
+  volume(ts: number): number;
+  /** from this instant the slow cycles hold still: a quiet range */
+  readonly quietFrom?: number;
+  /** no trades from this instant on: a feed that stopped */
+  readonly haltFrom?: number;
 }
 
 const DAY_MS = 86_400_000;
@@ -90,7 +106,8 @@ export class HistoryTape {
     this.phases = CYCLES.map(() => rng.next() * 2 * Math.PI);
     this.firstId = Math.ceil(from / intervalMs);
     // slot j's trade is before j*I + I/2, so every slot up to this one ends before origin
-    this.endId = Math.max(this.firstId, Math.floor((origin - intervalMs / 2) / intervalMs) + 1);
+    const end = Math.min(origin, params.shape?.haltFrom ?? origin);
+    this.endId = Math.max(this.firstId, Math.floor((end - intervalMs / 2) / intervalMs) + 1);
   }
 
   /** Whether the tape has no trade at all (origin before `from`). */
@@ -105,8 +122,11 @@ export class HistoryTape {
     const side = rng.chance(0.5) ? 'buy' : 'sell';
     const p = this.params;
     const noise = rng.normal() * p.volatility * 3;
-    const ticks = Math.max(1, Math.round(p.initialTicks * Math.exp(this.wave(ts) + noise)));
-    const steps = Math.min(p.maxSteps, Math.max(p.minSteps, Math.round(rng.logNormal(p.medianSteps, 1))));
+    const shape = p.shape;
+    const g = shape ? this.wave(Math.min(ts, shape.quietFrom ?? ts)) + shape.offset(ts) : this.wave(ts);
+    const ticks = Math.max(1, Math.round(p.initialTicks * Math.exp(g + noise)));
+    const median = shape ? p.medianSteps * shape.volume(ts) : p.medianSteps;
+    const steps = Math.min(p.maxSteps, Math.max(p.minSteps, Math.round(rng.logNormal(median, 1))));
     return { id, ts, ticks, steps, side };
   }
 

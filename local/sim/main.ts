@@ -1,6 +1,7 @@
 /**
  * Standalone simulated exchange:
  *   npx tsx local/sim/main.ts --port 8090 --seed 42 --symbols BTC/USDT,ETH/USDT --tps 5 --exchanges binance,okx
+ *   npm run sim -- --history-ms 10000 --scenario breakout:BTC/USDT --scenario stale_feed:ETH/USDT
  * Prints the REST and WebSocket base URLs of each mounted exchange; Ctrl-C stops it.
  */
 import { pathToFileURL } from 'node:url';
@@ -9,6 +10,7 @@ import { ConfigError } from '../../layers/shared/src/domain/errors.js';
 import { checkChaosOptions, type ChaosOptions, type MalformedShape } from './faults.js';
 import { checkHistoryOptions } from './history.js';
 import { DEFAULT_SYMBOLS, resolveSymbolSpec } from './market.js';
+import { armScenarioFeeds, parseScenario, SCENARIO_NAMES, SCENARIO_SCRIPTS, type ScenarioOptions } from './scenarios.js';
 import { binanceProtocol } from './protocols/binance.js';
 import { okxProtocol } from './protocols/okx.js';
 import { startSimulatedExchange, type SimProtocolFactory } from './server.js';
@@ -49,6 +51,8 @@ export interface SimCliOptions {
   readonly historyIntervalMs: number;
   /** answer 429 to REST clients over the exchange's rate limits */
   readonly rateLimits: boolean;
+  /** scripted scenarios, at most one per symbol */
+  readonly scenarios: readonly ScenarioOptions[];
   readonly verbose: boolean;
   readonly help: boolean;
 }
@@ -71,6 +75,10 @@ export const SIM_USAGE = `Usage: npx tsx local/sim/main.ts [options]
   --history-ms <n>       serve a synthetic trade history before the start (klines, historical and
                          aggregate trades, OKX history endpoints): one trade per symbol every <n> ms,
                          <n> dividing a minute, e.g. 10000; same seed, same history (default 0: none)
+  --scenario <name:sym>  script one symbol's market, repeatable (one per symbol), e.g. breakout:BTC/USDT;
+${SCENARIO_NAMES.map((n) => `                           ${n.padEnd(13)}${SCENARIO_SCRIPTS[n].description}`).join('\n')}
+                         With --history-ms the move is complete at the start (a backfill sees it);
+                         without, it plays live from the start
   --rate-limits          answer 429 (in the exchange's format) to REST clients over its rate limits
   --verbose              log every request and connection
   --help                 show this help`;
@@ -85,7 +93,7 @@ function integer(flag: string, raw: string, min: number, max: number): number {
 
 /** Parses and validates the simulator's CLI flags (throws ConfigError naming the bad flag). */
 export function parseSimArgs(argv: readonly string[]): SimCliOptions {
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, string | boolean | (string | boolean)[] | undefined>;
   try {
     ({ values } = parseArgs({
       args: [...argv],
@@ -101,6 +109,7 @@ export function parseSimArgs(argv: readonly string[]): SimCliOptions {
         exchanges: { type: 'string' },
         chaos: { type: 'string' },
         'history-ms': { type: 'string' },
+        scenario: { type: 'string', multiple: true },
         'rate-limits': { type: 'boolean' },
         verbose: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -149,6 +158,18 @@ export function parseSimArgs(argv: readonly string[]): SimCliOptions {
       throw new ConfigError(`--history-ms: ${(cause as Error).message}`, { cause });
     }
   }
+  const scenarioSpecs = values['scenario'];
+  const scenarios = (Array.isArray(scenarioSpecs) ? scenarioSpecs : []).map((spec) => {
+    let scenario: ScenarioOptions;
+    try {
+      scenario = parseScenario(String(spec));
+    } catch (cause) {
+      throw new ConfigError(`--scenario: ${(cause as Error).message}`, { cause });
+    }
+    if (!symbols.includes(scenario.symbol)) throw new ConfigError(`--scenario ${spec}: ${scenario.symbol} is not in --symbols (${symbols.join(',')})`);
+    return scenario;
+  });
+  if (new Set(scenarios.map((s) => s.symbol)).size !== scenarios.length) throw new ConfigError('--scenario: at most one scenario per symbol');
   const chaosSpec = str('chaos');
   const chaos = chaosSpec === undefined ? undefined : parseChaos(chaosSpec);
   return {
@@ -162,6 +183,7 @@ export function parseSimArgs(argv: readonly string[]): SimCliOptions {
     ...(chaos ? { chaos } : {}),
     historyIntervalMs,
     rateLimits: values['rate-limits'] === true,
+    scenarios,
     verbose: values['verbose'] === true,
     help: values['help'] === true,
   };
@@ -217,12 +239,14 @@ async function main(): Promise<void> {
     protocols: options.exchanges.map((e) => SIM_EXCHANGES[e]!()),
     ...(options.historyIntervalMs > 0 ? { history: { tradeIntervalMs: options.historyIntervalMs } } : {}),
     enforceRateLimits: options.rateLimits,
+    ...(options.scenarios.length > 0 ? { scenarios: options.scenarios } : {}),
     ...(options.warmupMinutes > 0
       ? { warmup: { orders: Math.ceil(options.warmupMinutes * 60 * options.tradesPerSecond), spanMs: options.warmupMinutes * 60_000 } }
       : {}),
     ...(options.verbose ? { log: (line: string) => process.stdout.write(`${new Date().toISOString()} ${line}\n`) } : {}),
   });
   if (options.chaos) sim.faults.chaos(options.chaos);
+  const disarm = armScenarioFeeds(sim);
   const examples: Record<string, string> = { binance: '/api/v3/exchangeInfo', okx: '/api/v5/public/instruments?instType=SPOT' };
   const lines = [`simulated exchange (seed ${options.seed}, ${options.tradesPerSecond} orders/s per symbol): ${options.symbols.join(', ')}`];
   for (const [id, endpoint] of Object.entries(sim.endpoints)) {
@@ -233,11 +257,15 @@ async function main(): Promise<void> {
     );
   }
   if (options.chaos) lines.push(`  chaos: ${JSON.stringify(options.chaos)}`);
+  for (const s of sim.market.placedScenarios()) {
+    lines.push(`  scenario ${s.name} on ${s.symbol}: ${s.script.description}, ${new Date(s.startsAt).toISOString()} .. ${new Date(s.endsAt).toISOString()}`);
+  }
   process.stdout.write(`${lines.join('\n')}\n`);
   let stopping = false;
   const stop = (): void => {
     if (stopping) return;
     stopping = true;
+    disarm();
     void sim.close().then(() => process.stdout.write('simulated exchange stopped\n'));
   };
   process.once('SIGINT', stop);

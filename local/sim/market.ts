@@ -13,6 +13,7 @@ import { bucketStart, TIMEFRAME_MS, type Timeframe } from '../../layers/shared/s
 import { systemClock, type Clock } from '../../layers/shared/src/ports/clock.js';
 import { checkHistoryOptions, HistoryTape, type HistoryOptions } from './history.js';
 import { deriveSeed, Prng } from './prng.js';
+import { placeScenario, type PlacedScenario, type ScenarioOptions } from './scenarios.js';
 
 const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;
@@ -21,6 +22,13 @@ const HISTORY_HOUR_CACHE = 45_000;
 const MAX_DECIMALS = 8;
 /** How many book levels one taker order may sweep before the rest is cancelled (IOC). */
 const MAX_SWEEP_LEVELS = 3;
+
+/** A symbol whose scenario stopped its feed was asked to print trades. */
+export class SimSymbolHaltedError extends PlatformError {
+  constructor(readonly symbol: string) {
+    super(`simulated ${symbol} prints no trades: its scenario stopped the feed`);
+  }
+}
 
 /** A symbol the simulator is asked for but does not list. */
 export class UnknownSimSymbolError extends PlatformError {
@@ -217,6 +225,11 @@ export interface MarketOptions {
    * `true` for the defaults. Off by default.
    */
   readonly history?: HistoryOptions | boolean;
+  /**
+   * Scripted scenarios (scenarios.ts), at most one per symbol: with history on, each move is
+   * complete where the history ends (a backfill sees it); without, it plays live from the start.
+   */
+  readonly scenarios?: readonly ScenarioOptions[];
 }
 
 export const DEFAULT_SYMBOLS: readonly string[] = ['BTC/USDT', 'ETH/USDT', 'SOL/USDT'];
@@ -452,7 +465,10 @@ class SymbolMarket {
   private readonly levels: number;
 
   private fair: number; // in ticks, float
-  private readonly anchor: number;
+  private anchor: number;
+  /** the scripted scenario on this symbol, if any, and its log-price offset last applied */
+  readonly scenario: PlacedScenario | undefined;
+  private shapeOffset = 0;
   readonly bids = new Map<number, number>(); // ticks → steps
   readonly asks = new Map<number, number>();
   updateId = 10_000_000;
@@ -479,8 +495,15 @@ class SymbolMarket {
   private readonly highs = new MonotonicDeque((a, b) => a > b);
   private readonly lows = new MonotonicDeque((a, b) => a < b);
 
-  constructor(spec: SymbolSpec, seed: number, levels: number, history?: { readonly origin: number; readonly options: HistoryOptions }) {
+  constructor(
+    spec: SymbolSpec,
+    seed: number,
+    levels: number,
+    history?: { readonly origin: number; readonly options: HistoryOptions },
+    scenario?: { readonly placed: PlacedScenario; readonly origin: number },
+  ) {
     this.spec = spec;
+    this.scenario = scenario?.placed;
     this.rng = new Prng(deriveSeed(seed, spec.symbol));
     this.price = scaleOf(spec.tickSize);
     this.qty = scaleOf(spec.stepSize);
@@ -497,6 +520,7 @@ class SymbolMarket {
             minSteps: this.minSteps,
             maxSteps: this.maxSteps,
             volatility: spec.volatility,
+            ...(scenario ? { shape: scenario.placed.shape } : {}),
           },
           seed,
           history.origin,
@@ -510,6 +534,8 @@ class SymbolMarket {
     this.firstAggId = tape ? tape.endId - this.historyAggOffset : 700_000_000;
     this.anchor = tape ? Math.max(2, tape.slot(tape.endId - 1).ticks) : initialTicks;
     this.fair = this.anchor;
+    // the live path goes on from the shape's level at the start (the history's last trade has it)
+    if (scenario) this.shapeOffset = scenario.placed.shape.offset(scenario.origin);
     this.requote([]); // initial book: not an update, ids start at updateId
   }
 
@@ -569,9 +595,18 @@ class SymbolMarket {
     return best;
   }
 
-  /** Moves the fair price one random step and re-centres the book on it. */
-  private requote(changes: BookLevelChange[]): void {
+  /** Moves the fair price one random step (after the scenario's scripted move to `ts`) and re-centres the book on it. */
+  private requote(changes: BookLevelChange[], ts?: number): void {
     const rng = this.rng;
+    if (this.scenario && ts !== undefined) {
+      const offset = this.scenario.shape.offset(ts);
+      if (offset !== this.shapeOffset) {
+        const k = Math.exp(offset - this.shapeOffset);
+        this.fair *= k;
+        this.anchor *= k;
+        this.shapeOffset = offset;
+      }
+    }
     // random walk with a slight pull to the initial price so long runs stay plausible
     this.fair += rng.normal() * this.spec.volatility * this.fair + (this.anchor - this.fair) * 0.0005;
     this.fair = Math.max(2, this.fair);
@@ -634,16 +669,18 @@ class SymbolMarket {
     ts: number,
   ): { requote?: BookDelta; trades: PrintedTrade[]; aggregates: AggregateTrade[]; fills?: BookDelta } {
     ts = Math.max(ts, this.lastTs); // timestamps never go backwards within a symbol
+    if (this.haltedAt(ts)) return { trades: [], aggregates: [] };
     this.lastTs = ts;
     const rng = this.rng;
     const requoteChanges: BookLevelChange[] = [];
-    this.requote(requoteChanges);
+    this.requote(requoteChanges, ts);
     const requote = this.delta(requoteChanges, ts);
 
     const side: TakerSide = rng.chance(0.5) ? 'buy' : 'sell';
+    const volumeFactor = this.scenario ? this.scenario.shape.volume(ts) : 1;
     let remaining = Math.min(
       this.maxSteps,
-      Math.max(this.minSteps, Math.round(rng.logNormal(this.spec.medianQty / Number(this.spec.stepSize), 1))),
+      Math.max(this.minSteps, Math.round(rng.logNormal((this.spec.medianQty * volumeFactor) / Number(this.spec.stepSize), 1))),
     );
     const bookSide: BookSideName = side === 'buy' ? 'ask' : 'bid';
     const book = side === 'buy' ? this.asks : this.bids;
@@ -683,6 +720,12 @@ class SymbolMarket {
     }
     const fills = this.delta(fillChanges, ts);
     return { ...(requote ? { requote } : {}), trades, aggregates, ...(fills ? { fills } : {}) };
+  }
+
+  /** Whether the scenario has stopped this symbol's feed by `ts`. */
+  haltedAt(ts: number): boolean {
+    const haltFrom = this.scenario?.shape.haltFrom;
+    return haltFrom !== undefined && ts >= haltFrom;
   }
 
   /** Splits `total` steps into `parts` positive integers (random cut points). */
@@ -1078,16 +1121,37 @@ export class SimulatedMarket {
     const historyOptions = options.history === true ? {} : options.history || undefined;
     if (historyOptions) checkHistoryOptions(historyOptions);
     // history ends where the warmup (or the live market) begins
-    const history = historyOptions ? { origin: this.now() - warmupSpan, options: historyOptions } : undefined;
+    const origin = this.now() - warmupSpan;
+    const history = historyOptions ? { origin, options: historyOptions } : undefined;
+    const scenarios = this.placeScenarios(options, origin, history !== undefined);
     for (const input of options.symbols ?? DEFAULT_SYMBOLS) {
       const spec = resolveSymbolSpec(input);
       if (this.markets.has(spec.symbol)) throw new ConfigError(`duplicate simulator symbol ${spec.symbol}`);
-      this.markets.set(spec.symbol, new SymbolMarket(spec, seed, levels, history));
+      const placed = scenarios.get(spec.symbol);
+      this.markets.set(spec.symbol, new SymbolMarket(spec, seed, levels, history, placed ? { placed, origin } : undefined));
     }
     if (this.markets.size === 0) throw new ConfigError('the simulator needs at least one symbol');
     this.symbols = [...this.markets.keys()];
+    for (const symbol of scenarios.keys()) {
+      if (!this.markets.has(symbol)) throw new ConfigError(`scenario on ${symbol}, which the simulator does not list (symbols: ${this.symbols.join(', ')})`);
+    }
     if (options.warmup && options.warmup.orders > 0) this.warmup(options.warmup.orders, options.warmup.spanMs);
     if (options.autoRun ?? true) this.start();
+  }
+
+  /** The scenarios by symbol: complete at `origin` with history, playing live from the start without. */
+  private placeScenarios(options: MarketOptions, origin: number, withHistory: boolean): Map<string, PlacedScenario> {
+    const out = new Map<string, PlacedScenario>();
+    for (const s of options.scenarios ?? []) {
+      if (out.has(s.symbol)) throw new ConfigError(`two scenarios on ${s.symbol}: at most one per symbol`);
+      out.set(s.symbol, placeScenario(s, withHistory ? { endsAt: origin } : { startsAt: this.now() }));
+    }
+    return out;
+  }
+
+  /** The scripted scenarios, placed in time. */
+  placedScenarios(): readonly PlacedScenario[] {
+    return [...this.markets.values()].flatMap((m) => (m.scenario ? [m.scenario] : []));
   }
 
   /** Current time of the model clock (ms epoch). */
@@ -1166,6 +1230,7 @@ export class SimulatedMarket {
   /** Runs orders on `symbol` until at least `count` raw trades were printed (an order's fills are never split). */
   printTrades(count: number, symbol: string): PrintedTrade[] {
     const m = this.get(symbol);
+    if (count > 0 && m.haltedAt(this.now())) throw new SimSymbolHaltedError(symbol);
     const out: PrintedTrade[] = [];
     while (out.length < count) out.push(...this.executeOne(m, this.now()));
     return out;

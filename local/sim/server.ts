@@ -10,6 +10,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ConfigError, PlatformError } from '../../layers/shared/src/domain/errors.js';
+import { armScenarioFeeds } from './scenarios.js';
 import { FaultController, type FaultHooks, type SimFaults } from './faults.js';
 import { SimulatedMarket, type MarketOptions, type PrintedTrade } from './market.js';
 import { binanceProtocol } from './protocols/binance.js';
@@ -175,6 +176,8 @@ export async function startSimulatedExchange(options: SimulatedExchangeOptions =
     market.close();
     throw new ConfigError('the simulator needs at least one protocol');
   }
+  // a scenario that stops a symbol's feed withholds its frames (tickers too) from then on
+  const disarmScenarios = armScenarioFeeds({ market, faults });
 
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://sim.invalid');
@@ -274,6 +277,7 @@ export async function startSimulatedExchange(options: SimulatedExchangeOptions =
       (protocolId === undefined ? [...protocols.values()] : [protocolOf(protocolId)]).reduce((n, p) => n + (p.rateLimited?.() ?? 0), 0),
     close() {
       closed ??= (async () => {
+        disarmScenarios();
         market.close();
         faults.close();
         for (const p of protocols.values()) p.close();

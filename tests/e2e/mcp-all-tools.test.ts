@@ -5,6 +5,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { PNG } from 'pngjs';
 import { InProcessMemory } from '../../layers/shared/src/adapters/memory/in-process-memory.js';
+import { PostgresAgentStore } from '../../layers/shared/src/adapters/stores/postgres-agent-store.js';
 import { PostgresSignalReader } from '../../layers/shared/src/adapters/stores/postgres-signal-reader.js';
 import { ALL_SCOPES } from '../../layers/shared/src/mcp/scopes.js';
 import { SignalService } from '../../layers/shared/src/query/signal-service.js';
@@ -50,6 +51,8 @@ forEachStoreBackend('every MCP tool against simulator data', (backend, serverUrl
   let base = 0;
   let skippedIds: number[] = [];
   let signalId: string | null = null;
+  let decisionId: string | null = null;
+  let paperOrder: { quantity: number; vwap: number } | null = null;
   let memory: InProcessMemory;
 
   beforeAll(async () => {
@@ -105,7 +108,20 @@ forEachStoreBackend('every MCP tool against simulator data', (backend, serverUrl
     memory = new InProcessMemory({ sweepIntervalMs: 0 });
     const secret = new Uint8Array(randomBytes(32));
     http = await startMcpHttpServer({
-      buildServer: (caller) => buildServer({ query, ledger: pipeline.ledger, signals, memory, version: 'e2e', logger: silentLogger }, caller),
+      buildServer: (caller) =>
+        buildServer(
+          {
+            query,
+            ledger: pipeline.ledger,
+            signals,
+            memory,
+            // the simulator's exchange time is half an hour back: its books are old, not stale
+            agents: { store: new PostgresAgentStore(database.db), paper: { feeBps: 10, initialCash: 10_000, maxBookAgeMs: 3_600_000 } },
+            version: 'e2e',
+            logger: silentLogger,
+          },
+          caller,
+        ),
       verifier: createJwtVerifier({ kind: 'hs256', secret, issuer: 'qicore-e2e', audience: 'mcp' }),
       logger: silentLogger,
     });
@@ -397,6 +413,66 @@ forEachStoreBackend('every MCP tool against simulator data', (backend, serverUrl
       if (signalId === null) await checks['publish_signal']!();
       const out = await call<{ signals: { id: string; publisher: string; direction: string }[] }>('get_signals', { symbol: 'BTC/USDT' });
       expect(out.signals.map((x) => [x.id, x.publisher, x.direction])).toEqual([[signalId, 'agent-e2e', 'long']]);
+    },
+
+    async get_agent_controls() {
+      expect(await call('get_agent_controls', {})).toEqual({ killSwitch: { engaged: false, reason: null, since: null, by: null } });
+    },
+
+    async set_kill_switch() {
+      const engaged = await call<{ killSwitch: { engaged: boolean; reason: string; by: string } }>('set_kill_switch', { engaged: true, reason: 'e2e stop' });
+      expect(engaged.killSwitch).toMatchObject({ engaged: true, reason: 'e2e stop' });
+      expect(JSON.parse(engaged.killSwitch.by)).toContain('agent-e2e');
+      // the server refuses paper orders itself while it is engaged
+      const refused = (await client.callTool({ name: 'place_paper_order', arguments: { ...btc, side: 'buy', notional: 10, clientOrderId: 'e2e-killed' } })) as CallToolResult;
+      expect(refused.isError).toBe(true);
+      expect((refused.content[0] as { text: string }).text).toMatch(/kill switch is engaged \(e2e stop/);
+      expect((await call<{ killSwitch: { engaged: boolean } }>('set_kill_switch', { engaged: false, reason: 'e2e resume' })).killSwitch.engaged).toBe(false);
+    },
+
+    async record_decision() {
+      const out = await call<{ id: string; ts: number }>('record_decision', {
+        runId: 'e2e-run',
+        agent: 'technical_analyst',
+        kind: 'proposal',
+        market: btc,
+        inputs: [{ tool: 'get_ticker', args: btc, isError: false, result: { last: lastOf('BTC/USDT').price }, ms: 2 }],
+        output: { direction: 'long' },
+        summary: `long above ${lastOf('BTC/USDT').price}`,
+      });
+      decisionId = out.id;
+    },
+
+    async get_audit_log() {
+      if (decisionId === null) await checks['record_decision']!();
+      const out = await call<{ entries: { id: string; principal: string; market: unknown; inputs: unknown }[] }>('get_audit_log', { runId: 'e2e-run' });
+      expect(out.entries.map((e) => e.id)).toEqual([decisionId]);
+      expect(out.entries[0]).toMatchObject({ market: btc, inputs: [{ tool: 'get_ticker', result: { last: lastOf('BTC/USDT').price } }] });
+      expect(JSON.parse(out.entries[0]!.principal)).toContain('agent-e2e');
+    },
+
+    async place_paper_order() {
+      // half the best ask's amount: filled at the simulator's best ask, one level
+      const [askPrice, askAmount] = (({ asks }) => [asks[0]!.price, asks[0]!.amount])(sim.market.book('BTC/USDT', DEPTH));
+      const out = await call<{ order: { status: string; quantity: number; vwap: number; fee: number; levels: number; slippageBps: number }; duplicate: boolean }>(
+        'place_paper_order',
+        { ...btc, side: 'buy', quantity: askAmount / 2, clientOrderId: 'e2e-1' },
+      );
+      expect(out.order).toMatchObject({ status: 'filled', quantity: askAmount / 2, vwap: askPrice, levels: 1, slippageBps: 0 });
+      expect(out.order.fee).toBeCloseTo((askPrice * askAmount) / 2 / 1000, 9);
+      // called a second time (get_paper_portfolio may call it first): the same fill, booked once
+      expect(out.duplicate).toBe(paperOrder !== null);
+      if (paperOrder !== null) expect(out.order).toEqual(paperOrder);
+      paperOrder = out.order;
+    },
+
+    async get_paper_portfolio() {
+      if (paperOrder === null) await checks['place_paper_order']!();
+      const top = sim.market.topOfBook('BTC/USDT');
+      const out = await call<{ positions: { symbol: string; quantity: number; markPrice: number }[]; cash: number }>('get_paper_portfolio', {});
+      // marked at the stored book's mid, which is the simulator's top
+      expect(out.positions).toMatchObject([{ symbol: 'BTC/USDT', quantity: paperOrder!.quantity, markPrice: (top.bid.price + top.ask.price) / 2 }]);
+      expect(out.cash).toBeCloseTo(10_000 - paperOrder!.quantity * paperOrder!.vwap * 1.001, 6);
     },
 
     async remember() {

@@ -3,6 +3,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InProcessMemory } from '../../layers/shared/src/adapters/memory/in-process-memory.js';
+import { PostgresAgentStore } from '../../layers/shared/src/adapters/stores/postgres-agent-store.js';
 import { PostgresLedgerStore } from '../../layers/shared/src/adapters/stores/postgres-ledger-store.js';
 import { PostgresMarketStore } from '../../layers/shared/src/adapters/stores/postgres-market-store.js';
 import { PostgresSignalReader } from '../../layers/shared/src/adapters/stores/postgres-signal-reader.js';
@@ -11,6 +12,7 @@ import { McpServerEnvSchema, parseEnv } from '../../layers/shared/src/config/env
 import { ConfigError } from '../../layers/shared/src/domain/errors.js';
 import { createJwtVerifier, issueDevToken } from '../../layers/shared/src/mcp/auth.js';
 import { startMcpHttpServer, type McpHttpServer } from '../../layers/shared/src/mcp/http.js';
+import { ALL_SCOPES } from '../../layers/shared/src/mcp/scopes.js';
 import { buildServer, type McpDeps } from '../../layers/shared/src/mcp/server.js';
 import { parseToolsets, TOOLSETS, type ToolsetName } from '../../layers/shared/src/mcp/toolsets.js';
 import { silentLogger } from '../../layers/shared/src/observability/logger.js';
@@ -46,6 +48,7 @@ describe('toolsets, scopes and prompts per session', () => {
       ledger: new PostgresLedgerStore(database.db),
       signals: new SignalService({ writer: store, reader: new PostgresSignalReader(database.db), clock: systemClock, logger: silentLogger }),
       memory,
+      agents: { store: new PostgresAgentStore(database.db) },
       updates,
       version: 'toolsets',
       logger: silentLogger,
@@ -78,7 +81,7 @@ describe('toolsets, scopes and prompts per session', () => {
   const toolNames = async (client: Client) => (await client.listTools()).tools.map((t) => t.name).sort();
 
   it('offers every tool to a token with every scope, each described', async () => {
-    const client = await connect(['market:read', 'signals:write', 'memory:read', 'memory:write']);
+    const client = await connect([...ALL_SCOPES]);
     const { tools } = await client.listTools();
     expect(tools.map((t) => t.name).sort()).toEqual(Object.values(TOOLSETS).flat().sort());
     for (const tool of tools) {
@@ -96,11 +99,18 @@ describe('toolsets, scopes and prompts per session', () => {
     const recaller = await connect(['market:read', 'memory:read']);
     expect(await toolNames(recaller)).toContain('recall');
     expect(await toolNames(recaller)).not.toContain('remember');
+
+    // the agent toolset: one scope per tool, admin and trading apart from reading
+    expect(await toolNames(await connect(['agents:read']))).toEqual(['get_agent_controls', 'get_audit_log', 'get_paper_portfolio']);
+    expect(await toolNames(await connect(['agents:write', 'paper:trade']))).toEqual(['place_paper_order', 'record_decision']);
+    expect(await toolNames(await connect(['agents:admin']))).toEqual(['set_kill_switch']);
   });
 
   it('offers only the toolsets the operator enabled, whatever the token holds', async () => {
-    const client = await connect(['market:read', 'signals:write', 'memory:read', 'memory:write'], ['market', 'memory']);
+    const client = await connect([...ALL_SCOPES], ['market', 'memory']);
     expect(await toolNames(client)).toEqual([...MARKET, ...TOOLSETS.memory].sort());
+    const agentsOnly = await connect([...ALL_SCOPES], ['agents']);
+    expect(await toolNames(agentsOnly)).toEqual([...TOOLSETS.agents].sort());
   });
 
   it('writes prompts over the tools the session has, and no other', async () => {
@@ -137,7 +147,7 @@ describe('toolsets, scopes and prompts per session', () => {
     expect(parseToolsets('all')).toEqual(Object.keys(TOOLSETS));
     expect(parseToolsets(' market , signals,market')).toEqual(['market', 'signals']);
     expect(() => parseToolsets('market,trading')).toThrow(ConfigError);
-    expect(() => parseToolsets('market,trading')).toThrow(/unknown toolset trading; known: all, market, analysis, signals, memory/);
+    expect(() => parseToolsets('market,trading')).toThrow(/unknown toolset trading; known: all, market, analysis, signals, memory, agents/);
     const base = { DATABASE_URL: 'postgres://x/y', JWT_ISSUER: 'i', JWT_AUDIENCE: 'a', JWT_HS256_SECRET: 'x'.repeat(32) };
     expect(parseEnv(McpServerEnvSchema, { ...base, MCP_TOOLSETS: 'market,analysis' }).MCP_TOOLSETS).toEqual(['market', 'analysis']);
     expect(() => parseEnv(McpServerEnvSchema, { ...base, MCP_TOOLSETS: 'nope' })).toThrow(/MCP_TOOLSETS: unknown toolset nope/);

@@ -23,7 +23,7 @@ describe('local runner options', () => {
   });
 
   it('serves every toolset by default, or those of --toolsets (over MCP_TOOLSETS), and names an unknown one', () => {
-    expect(parseLocalOptions([], {}).toolsets).toEqual(['market', 'analysis', 'signals', 'memory']);
+    expect(parseLocalOptions([], {}).toolsets).toEqual(['market', 'analysis', 'signals', 'memory', 'agents']);
     expect(parseLocalOptions([], { MCP_TOOLSETS: 'market' }).toolsets).toEqual(['market']);
     expect(parseLocalOptions(['--toolsets', 'market,memory'], { MCP_TOOLSETS: 'market' }).toolsets).toEqual(['market', 'memory']);
     expect(() => parseLocalOptions(['--toolsets', 'market,trading'], {})).toThrow(ConfigError);

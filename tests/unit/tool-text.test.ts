@@ -12,6 +12,11 @@ describe('tool answer text tables', () => {
     expect(csvTable(['ts', ['double', (r: { ts: number }) => r.ts * 2]], rows)).toBe('ts,double\n1,2\n2,4');
   });
 
+  it('quotes an object cell, whose JSON holds quotes and commas, so the row keeps its columns', () => {
+    const rows = [{ id: 1, market: { exchange: 'binance', symbol: 'BTC/USDT' }, levels: [1, 2] }];
+    expect(csvTable(['id', 'market', 'levels'], rows)).toBe('id,market,levels\n1,"{""exchange"":""binance"",""symbol"":""BTC/USDT""}","[1,2]"');
+  });
+
   it('puts the answer without its long array first, then the array as a table the twin check reads back', () => {
     const candles = [
       { ts: 60_000, close: 101.5, feedGap: null, complete: true },

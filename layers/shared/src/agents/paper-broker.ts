@@ -114,6 +114,9 @@ export function fillAgainstBook(order: PaperOrder, book: OrderBook, options: Fil
   };
 }
 
+/** What booking a fill needs of it. */
+export type BookedAmounts = Pick<PaperFill, 'exchange' | 'symbol' | 'side' | 'quantity' | 'notional' | 'fee'>;
+
 export interface PaperPosition {
   readonly exchange: string;
   readonly symbol: string;
@@ -149,8 +152,11 @@ export class PaperPortfolio {
     return this.cashBalance;
   }
 
-  /** Books a fill: a buy pays notional + fee, a sell receives notional - fee and realizes P&L against the average cost. */
-  apply(fill: PaperFill): void {
+  /**
+   * Books a fill: a buy pays notional + fee, a sell receives notional - fee and realizes P&L against
+   * the average cost. Only the amounts count, so stored fills can be replayed without their book.
+   */
+  apply(fill: BookedAmounts): void {
     const key = `${fill.exchange}\u0000${fill.symbol}`;
     const held = this.positions.get(key) ?? { exchange: fill.exchange, symbol: fill.symbol, quantity: 0, cost: 0 };
     if (fill.side === 'buy') {

@@ -1,10 +1,20 @@
+import { AGENT_TOOLS } from '../agents/contracts.js';
+
 /** OAuth scopes the MCP tools need. A tool missing here needs no scope beyond a valid token. */
 export const SCOPES = {
   marketRead: 'market:read',
   signalsWrite: 'signals:write',
   memoryRead: 'memory:read',
   memoryWrite: 'memory:write',
-} as const;
+  /** kill switch state, audit log and paper portfolios */
+  agentsRead: 'agents:read',
+  /** recording agents' decisions in the audit log */
+  agentsWrite: 'agents:write',
+  /** engaging and releasing the kill switch */
+  agentsAdmin: 'agents:admin',
+  /** placing paper orders */
+  paperTrade: 'paper:trade',
+} as const satisfies Record<string, string>;
 
 export const ALL_SCOPES: readonly string[] = Object.values(SCOPES);
 
@@ -27,6 +37,8 @@ export const TOOL_SCOPES: Readonly<Record<string, readonly string[]>> = {
   recall: [SCOPES.memoryRead],
   remember: [SCOPES.memoryWrite],
   forget: [SCOPES.memoryWrite],
+  // the agent toolset's scopes are part of the agents' contract
+  ...Object.fromEntries(Object.entries(AGENT_TOOLS).map(([tool, scope]) => [tool, [scope]])),
 };
 
 /**

@@ -10,6 +10,7 @@ import { LOCAL_CALLER, type McpCaller } from './caller.js';
 import { registerPrompts } from './prompts.js';
 import { registerMarketResources } from './resources/market-resources.js';
 import { TOOLSET_NAMES, toolFilter, type ToolsetName } from './toolsets.js';
+import type { AgentServices } from './tools/agent-tools.js';
 import { registerTools } from './tools/index.js';
 
 /** Name the server reports in `initialize`. */
@@ -34,6 +35,8 @@ export interface McpDeps {
   readonly toolsets?: readonly ToolsetName[];
   /** where the store writers announce new data; the market resources are subscribable when present */
   readonly updates?: MarketUpdates;
+  /** agents' kill switch, audit log and paper trading; the agent toolset is offered when present */
+  readonly agents?: AgentServices;
 }
 
 /**
@@ -58,6 +61,7 @@ How to start:
 3. Analysis (when offered): detect_patterns (candlestick patterns, TA-Lib definitions), scan_markets (screen every market by indicator conditions), compare_exchanges (cross-exchange divergence and spreads), render_chart (a PNG of candles with overlays and volume), backtest_strategy (a rule strategy over stored candles with fees and slippage; refuses ranges with lost data).
 4. Signals (when offered): get_signals lists trading signals agents published (newest first; filter by symbol, publisher, direction); publish_signal publishes yours, always under your token's identity.
 5. Memory (when offered): remember / recall / forget keep a small private key/value memory of your own (JSON values, default TTL 7 days); no other caller can read it. recall with a prefix lists what you hold.
+6. Agents (when offered): get_agent_controls shows the kill switch (engaged: take no action); set_kill_switch sets it; record_decision appends a decision with its inputs to the audit log, get_audit_log reads it; place_paper_order fills a simulated market order against the stored order book (idempotent per clientOrderId), get_paper_portfolio shows cash, positions and P&L.
 Which tools you see depends on this deployment's toolsets and your token's scopes. Resources market://{exchange}/{symbol}/ticker and market://{exchange}/{symbol}/candles/{timeframe} (symbol percent-encoded, BTC%2FUSDT) can be subscribed to for updates as new data lands. Prompts market_analysis and risk_review give step plans over these tools.
 
 Conventions: exchange ids are ccxt ids (binance, okx); symbols are ccxt unified symbols (BTC/USDT spot, BTC/USDT:USDT perpetual). Timestamps are ms since the Unix epoch (UTC); since/until also accept ISO-8601 strings. Every answer has freshness {asOf, newestTs, ageMs}: check ageMs before treating data as live. Lists are paged: pass nextCursor back unchanged (with the same other arguments) for the next page; null means there is no more. Long lists also come as CSV tables in the text content. Errors say how to recover, e.g. which exchanges or symbols are known.`;

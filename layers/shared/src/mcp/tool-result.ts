@@ -45,8 +45,9 @@ export function csvTable<Row>(columns: readonly TableColumn<Row>[], rows: readon
 
 function csvCell(value: unknown): string {
   if (value === null || value === undefined) return '';
-  if (typeof value === 'string') return /[",\n\r]/.test(value) ? `"${value.replaceAll('"', '""')}"` : value;
-  return typeof value === 'object' ? JSON.stringify(value) : String(value);
+  // objects go in as JSON, which holds quotes and commas: quoted like any other text
+  const text = typeof value === 'string' ? value : typeof value === 'object' ? JSON.stringify(value) : String(value);
+  return /[",\n\r]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
 /**

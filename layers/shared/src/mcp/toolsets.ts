@@ -3,13 +3,14 @@ import { hasScope, TOOL_SCOPES } from './scopes.js';
 
 /**
  * Tools grouped so an operator can expose only some (MCP_TOOLSETS). A group whose backing service
- * is not configured (no signal store, no memory) is left out whatever the setting says.
+ * is not configured (no signal store, no memory, no agent store) is left out whatever the setting says.
  */
 export const TOOLSETS = {
   market: ['list_markets', 'get_ticker', 'get_market_snapshot', 'get_order_book', 'get_trades', 'get_candles', 'compute_indicators', 'get_data_health'],
   analysis: ['detect_patterns', 'scan_markets', 'compare_exchanges', 'render_chart', 'backtest_strategy'],
   signals: ['get_signals', 'publish_signal'],
   memory: ['remember', 'recall', 'forget'],
+  agents: ['get_agent_controls', 'set_kill_switch', 'record_decision', 'get_audit_log', 'place_paper_order', 'get_paper_portfolio'],
 } as const satisfies Record<string, readonly (keyof typeof TOOL_SCOPES)[]>;
 
 export type ToolsetName = keyof typeof TOOLSETS;

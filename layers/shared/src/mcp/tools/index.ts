@@ -1,5 +1,6 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { McpDeps } from '../server.js';
+import { agentToolRegistrations } from './agent-tools.js';
 import { registerBacktestStrategyTool } from './backtest-strategy.js';
 import { registerCompareExchangesTool } from './compare-exchanges.js';
 import { registerComputeIndicatorsTool } from './compute-indicators.js';
@@ -19,7 +20,8 @@ import { registerScanMarketsTool } from './scan-markets.js';
 
 /** Each tool's registration; `undefined` where the deployment lacks what the tool needs. */
 function registrations(server: McpServer, deps: McpDeps): Record<string, (() => void) | undefined> {
-  const { ledger, signals, memory } = deps;
+  const { ledger, signals, memory, agents } = deps;
+  const agentTools = agents && agentToolRegistrations(server, { ...deps, agents });
   return {
     list_markets: () => registerListMarketsTool(server, deps),
     get_ticker: () => registerGetTickerTool(server, deps),
@@ -39,6 +41,12 @@ function registrations(server: McpServer, deps: McpDeps): Record<string, (() => 
     remember: memory && (() => registerRememberTool(server, { ...deps, memory })),
     recall: memory && (() => registerRecallTool(server, { ...deps, memory })),
     forget: memory && (() => registerForgetTool(server, { ...deps, memory })),
+    get_agent_controls: agentTools?.['get_agent_controls'],
+    set_kill_switch: agentTools?.['set_kill_switch'],
+    record_decision: agentTools?.['record_decision'],
+    get_audit_log: agentTools?.['get_audit_log'],
+    place_paper_order: agentTools?.['place_paper_order'],
+    get_paper_portfolio: agentTools?.['get_paper_portfolio'],
   };
 }
 
