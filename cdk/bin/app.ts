@@ -1,8 +1,8 @@
 #!/usr/bin/env node
-// CDK app entry: `npx cdk synth -c stage=dev|staging|prod` (see cdk.json).
+// CDK app entry: `npx cdk synth -c stage=dev|staging|prod`, or `cdklocal synth -c stage=local` (docs/deployment.md).
 import { App } from 'aws-cdk-lib';
-import { definePlatform } from '../lib/platform-app.js';
+import { defineStage } from '../lib/platform-app.js';
 
 const app = new App();
-definePlatform(app);
+defineStage(app);
 app.synth();

@@ -1,14 +1,8 @@
-import { Annotations, type App } from 'aws-cdk-lib';
+import type { App, Stack } from 'aws-cdk-lib';
+import { LocalPlatformStack } from './local-platform-stack.js';
 import { PlatformStack, STREAM_KINDS, type StreamKind } from './platform-stack.js';
 import { InvalidPropsError } from './prop-checks.js';
-import { DEFAULT_STAGE, stageConfigFor } from './stage-config.js';
-
-/** Placeholders that let an unconfigured app synth; every token is rejected until real values are passed. */
-const PLACEHOLDER_AUTH = {
-  jwtIssuer: 'https://auth.example.com/',
-  jwtAudience: 'qicore-mcp',
-  jwksUrl: 'https://auth.example.com/.well-known/jwks.json',
-} as const;
+import { DEFAULT_STAGE, LOCAL_STAGE, stageConfigFor } from './stage-config.js';
 
 /** Context keys the app reads (`-c key=value`). */
 export const CONTEXT_KEYS = {
@@ -23,7 +17,31 @@ export const CONTEXT_KEYS = {
   mcpDomain: 'mcpDomain',
   redisUrl: 'redisUrl',
   alertRules: 'alertRules',
+  cognitoDomainPrefix: 'cognitoDomainPrefix',
+  cognitoCallbackUrls: 'cognitoCallbackUrls',
+  exchangeKeysSecretArn: 'exchangeKeysSecretArn',
+  databasePort: 'databasePort',
+  clickhousePort: 'clickhousePort',
+  alarmEmails: 'alarmEmails',
 } as const;
+
+/** Adds the stack of `-c stage`: the LocalStack stage's, or an AWS stage's (see definePlatform). */
+export function defineStage(app: App, env: NodeJS.ProcessEnv = process.env): Stack {
+  if (app.node.tryGetContext(CONTEXT_KEYS.stage) === LOCAL_STAGE) return defineLocalPlatform(app, env);
+  return definePlatform(app, env);
+}
+
+/**
+ * Adds `Qicore-local`, for LocalStack (`cdklocal`): account and region are the ones cdklocal sets.
+ * No other context applies to it.
+ */
+export function defineLocalPlatform(app: App, env: NodeJS.ProcessEnv = process.env): LocalPlatformStack {
+  return new LocalPlatformStack(app, `Qicore-${LOCAL_STAGE}`, {
+    description: 'qicore crypto market-data platform (local: LocalStack)',
+    env: { account: env['CDK_DEFAULT_ACCOUNT'], region: env['CDK_DEFAULT_REGION'] },
+    tags: { project: 'qicore', stage: LOCAL_STAGE },
+  });
+}
 
 /**
  * Adds the stage's stack, `Qicore-<stage>`, to `app`. The stage and deploy-specific settings come
@@ -34,7 +52,9 @@ export function definePlatform(app: App, env: NodeJS.ProcessEnv = process.env): 
     const value: unknown = app.node.tryGetContext(key);
     return value === undefined || value === null || value === '' ? undefined : String(value);
   };
-  const config = stageConfigFor(context(CONTEXT_KEYS.stage) ?? DEFAULT_STAGE);
+  const stage = context(CONTEXT_KEYS.stage) ?? DEFAULT_STAGE;
+  if (stage === LOCAL_STAGE) throw new InvalidPropsError(`stage '${LOCAL_STAGE}' is LocalPlatformStack: use defineStage or defineLocalPlatform`);
+  const config = stageConfigFor(stage);
   const jwtIssuer = context(CONTEXT_KEYS.jwtIssuer);
   const jwtAudience = context(CONTEXT_KEYS.jwtAudience);
   const jwksUrl = context(CONTEXT_KEYS.jwksUrl);
@@ -48,6 +68,16 @@ export function definePlatform(app: App, env: NodeJS.ProcessEnv = process.env): 
   const mcpDomain = context(CONTEXT_KEYS.mcpDomain);
   const redisUrl = context(CONTEXT_KEYS.redisUrl);
   const alertRules = context(CONTEXT_KEYS.alertRules);
+  const cognitoDomainPrefix = context(CONTEXT_KEYS.cognitoDomainPrefix);
+  const cognitoCallbackUrls = context(CONTEXT_KEYS.cognitoCallbackUrls)?.split(',').map((u) => u.trim()).filter(Boolean);
+  const exchangeKeysSecretArn = context(CONTEXT_KEYS.exchangeKeysSecretArn);
+  const alarmEmails = context(CONTEXT_KEYS.alarmEmails)?.split(',').map((a) => a.trim()).filter(Boolean);
+  const port = (key: 'databasePort' | 'clickhousePort'): number | undefined => {
+    const value = context(CONTEXT_KEYS[key]);
+    return value === undefined ? undefined : Number(value);
+  };
+  const databasePort = port('databasePort');
+  const clickhousePort = port('clickhousePort');
 
   const stack = new PlatformStack(app, `Qicore-${config.name}`, {
     description: `qicore crypto market-data platform (${config.name})`,
@@ -55,9 +85,16 @@ export function definePlatform(app: App, env: NodeJS.ProcessEnv = process.env): 
     // With @aws-cdk/core:explicitStackTags, stack tags are set here; CloudFormation copies them to resources.
     tags: { project: 'qicore', stage: config.name },
     config,
-    jwtIssuer: jwtIssuer ?? PLACEHOLDER_AUTH.jwtIssuer,
-    jwtAudience: jwtAudience ?? PLACEHOLDER_AUTH.jwtAudience,
-    jwksUrl: jwksUrl ?? PLACEHOLDER_AUTH.jwksUrl,
+    // all three: an external OIDC issuer; none: the stack's Cognito user pool (a partial set is refused)
+    ...(jwtIssuer && { jwtIssuer }),
+    ...(jwtAudience && { jwtAudience }),
+    ...(jwksUrl && { jwksUrl }),
+    ...(cognitoDomainPrefix && { cognitoDomainPrefix }),
+    ...(cognitoCallbackUrls && { cognitoCallbackUrls }),
+    ...(exchangeKeysSecretArn && { exchangeKeysSecretArn }),
+    ...(alarmEmails && { alarmEmails }),
+    ...(databasePort !== undefined && { databasePort }),
+    ...(clickhousePort !== undefined && { clickhousePort }),
     ...(databaseSecretArn && { databaseSecretArn }),
     ...(clickhouseSecretArn && { clickhouseSecretArn }),
     streamKind: streamKind as StreamKind,
@@ -66,11 +103,5 @@ export function definePlatform(app: App, env: NodeJS.ProcessEnv = process.env): 
     ...(redisUrl && { redisUrl }),
     ...(alertRules && { alertRules }),
   });
-  if (jwtIssuer === undefined || jwtAudience === undefined || jwksUrl === undefined) {
-    Annotations.of(stack).addWarningV2(
-      'qicore:platform:placeholder-auth',
-      'MCP JWT settings are placeholders, so the server will reject every token: pass -c jwtIssuer=... -c jwtAudience=... -c jwksUrl=...',
-    );
-  }
   return stack;
 }

@@ -34,8 +34,12 @@ import { formatMarkets, parseShard, shardMarkets, shardSizes } from '../../layer
 // The feature flags of cdk.json, so the tests synthesize what `cdk synth` does.
 const cdkJson = JSON.parse(readFileSync(repoPath('cdk.json'), 'utf8')) as { context: Record<string, unknown> };
 
+/**
+ * An app with the flags of cdk.json that skips bundling (`aws:cdk:bundling-stacks`): these tests read templates,
+ * and esbuild made each stack cost seconds. tests/cdk/stages.test.ts checks real bundles.
+ */
 function appWith(context: Record<string, unknown>): App {
-  return new App({ context: { ...cdkJson.context, ...context } });
+  return new App({ context: { ...cdkJson.context, 'aws:cdk:bundling-stacks': [], ...context } });
 }
 
 const PROD_AUTH = {
@@ -185,7 +189,8 @@ describe('PlatformStack: timescale writer', () => {
     // One assertion per grant: arrayWith matches in order, and grant order is not a contract.
     const grants: Array<[string[], unknown]> = [
       [['kinesis:DescribeStream', 'kinesis:GetRecords', 'kinesis:GetShardIterator', 'kinesis:ListShards'], { 'Fn::GetAtt': [streamId, 'Arn'] }],
-      [['secretsmanager:GetSecretValue'], { Ref: secretId }],
+      // its own secret and the cache URL's (new-data announcements)
+      [['secretsmanager:GetSecretValue'], Match.arrayWith([{ Ref: secretId }])],
       [['sqs:SendMessage'], { 'Fn::GetAtt': [queueId, 'Arn'] }],
     ];
     for (const [actions, resource] of grants) {
@@ -411,16 +416,45 @@ describe('PlatformStack: MCP service', () => {
       Port: 80,
       DefaultActions: [Match.objectLike({ Type: 'redirect' })],
     });
-    // existing secrets are referenced, never created; only the generated session secret is new
-    prod.resourceCountIs('AWS::SecretsManager::Secret', 1);
+    // existing secrets are referenced, never created; new are only the generated session secret and the cache's
+    // AUTH token and URL (the external issuer needs no Cognito client secret)
+    expect(Object.keys(prod.findResources('AWS::SecretsManager::Secret')).sort()).toEqual([
+      expect.stringMatching(/^McpServiceSessionSecret/),
+      expect.stringMatching(/^MemoryCacheAuthToken/),
+      expect.stringMatching(/^MemoryCacheUrl/),
+    ]);
   });
 
-  it('warns when JWT settings are placeholders or the listener is plain HTTP', () => {
+  it('trusts the Cognito user pool by default, checking client ids (its tokens carry no aud), and an external issuer by context', () => {
+    const mcpEnv = (t: Template) => {
+      const defs = Object.values(t.findResources('AWS::ECS::TaskDefinition')).flatMap(
+        (r) => r['Properties']['ContainerDefinitions'] as { Name: string; Environment: ContainerEnv }[],
+      );
+      return Object.fromEntries(defs.find((d) => d.Name === 'mcp-server')!.Environment.map((e) => [e.Name, e.Value]));
+    };
+    const poolId = onlyId(dev, 'AWS::Cognito::UserPool');
+    const env = mcpEnv(dev);
+    expect(JSON.stringify(env['JWT_ISSUER'])).toContain(poolId);
+    expect(JSON.stringify(env['JWT_ISSUER'])).toContain('https://cognito-idp.');
+    expect(JSON.stringify(env['JWT_JWKS_URL'])).toContain('/.well-known/jwks.json');
+    expect(env['JWT_AUDIENCE']).toBeUndefined();
+    const clients = Object.keys(dev.findResources('AWS::Cognito::UserPoolClient')).sort();
+    expect(clients).toEqual([expect.stringMatching(/^IdentityUserPoolAgentClient/), expect.stringMatching(/^IdentityUserPoolUserClient/)]);
+    for (const client of clients) expect(JSON.stringify(env['JWT_CLIENT_IDS'])).toContain(client);
+    prod.resourceCountIs('AWS::Cognito::UserPool', 0);
+    expect(mcpEnv(prod)['JWT_CLIENT_IDS']).toBeUndefined();
+  });
+
+  it('refuses a partial external issuer, and warns when the listener is plain HTTP or the agents have no credentials', () => {
+    expect(() => definePlatform(appWith({ stage: 'dev', jwtIssuer: PROD_AUTH.jwtIssuer }), {})).toThrow(
+      /external OIDC issuer needs jwtIssuer, jwtAudience and jwksUrl together \(got jwtIssuer\)/,
+    );
     const devNotes = Annotations.fromStack(devStack);
-    devNotes.hasWarning('/Qicore-dev', Match.stringLikeRegexp('JWT settings are placeholders'));
     devNotes.hasWarning('/Qicore-dev/McpService', Match.stringLikeRegexp('plain HTTP'));
+    devNotes.hasNoWarning('/Qicore-dev', Match.stringLikeRegexp('No scheduled agents'));
     const prodNotes = Annotations.fromStack(prodStack);
-    prodNotes.hasNoWarning('*', Match.stringLikeRegexp('placeholders|plain HTTP'));
+    prodNotes.hasNoWarning('*', Match.stringLikeRegexp('plain HTTP'));
+    prodNotes.hasWarning('/Qicore-prod', Match.stringLikeRegexp('No scheduled agents'));
   });
 });
 
@@ -607,14 +641,14 @@ describe('PlatformStack: collector shards', () => {
     expect(collector('Five', { shards: 5 })).toThrow(
       'Five shards 5: shard 4/5 would collect nothing (markets per shard: 2, 1, 2, 1, 0); 4 is the largest count below 5 that fills every shard; or add markets',
     );
-    expect(collector('Zero', { shards: 0 })).toThrow(/Zero shards must be an integer from 1 to 120 .* got 0/);
+    expect(collector('Zero', { shards: 0 })).toThrow(new RegExp(`Zero shards must be an integer from 1 to ${MAX_COLLECTOR_SHARDS} .* got 0`));
     expect(collector('Half', { shards: 1.5 })).toThrow(/Half shards .* got 1.5/);
     expect(collector('Slow', { stopTimeout: Duration.seconds(150) })).toThrow(/Slow stopTimeout \(seconds\) must be an integer from 2 to 120 \(the Fargate limit\), got 150/);
     expect(collector('Four', { shards: 4 })).not.toThrow();
   });
 
   it(`synthesizes the most shards one stack takes (${MAX_COLLECTOR_SHARDS}) under CloudFormation's 500 resources`, () => {
-    // enough markets that every one of the shards gets some (about 17 each)
+    // enough markets that every one of the shards gets some (about 40 each)
     const exchanges = ['binance', 'okx', 'bybit', 'coinbase', 'kraken', 'bitget', 'kucoin', 'gate', 'mexc', 'htx'];
     const markets = exchanges.map((e) => `${e}:${Array.from({ length: 200 }, (_, i) => `C${i}/USDT`).join(',')}`).join(';');
     expect(shardSizes(parseMarkets(markets), MAX_COLLECTOR_SHARDS)).not.toContain(0);
@@ -667,7 +701,7 @@ describe('PlatformStack: stages', () => {
   it('rejects an unknown stage naming it and the accepted ones', () => {
     expect(() => definePlatform(appWith({ stage: 'qa' }), {})).toThrow(UnknownStageError);
     expect(() => definePlatform(appWith({ stage: 'qa' }), {})).toThrow(
-      "unknown stage 'qa': accepted stages are dev, staging, prod (pass -c stage=<name>)",
+      "unknown stage 'qa': accepted stages are local, dev, staging, prod (pass -c stage=<name>)",
     );
     expect(() => stageConfigFor('Prod')).toThrow(/unknown stage 'Prod'/);
   });

@@ -46,6 +46,9 @@ describeWithService('kinesis', 'collector in service mode through Kinesis (kines
     process.env = saved;
   });
 
+  const KEYS_SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:exchange-keys-AbCdEf';
+  const KEYS_JSON = JSON.stringify({ binance: { apiKey: 'k-binance', secret: 's-binance' }, okx: { apiKey: 'k-okx', secret: 's-okx', password: 'p' } });
+
   it('collects every printed trade into the stream, and the writer stores each once', async () => {
     runtime = await startCollectorFromEnv(
       {
@@ -55,9 +58,14 @@ describeWithService('kinesis', 'collector in service mode through Kinesis (kines
         EXCHANGE_REST_URL: sim.httpUrl,
         EXCHANGE_WS_URL: sim.wsUrl,
         BOOK_INTERVAL_MS: '250',
+        EXCHANGE_KEYS_SECRET_ARN: KEYS_SECRET_ARN,
       },
       silentLogger,
+      // Secrets Manager is AWS: a client answering GetSecretValue for the one secret stands in for it
+      { secrets: { send: async (command) => ({ SecretString: command.input.SecretId === KEYS_SECRET_ARN ? KEYS_JSON : undefined }) } },
     );
+    // the keys reached the binance client and nothing else (the simulator serves keyed and keyless clients alike)
+    expect(runtime.service.exchanges.map((c) => [c.exchange.id, c.exchange.apiKey, c.exchange.secret])).toEqual([['binance', 'k-binance', 's-binance']]);
     await sim.waitForStreams(SYMBOLS.map((s) => `${s.replace('/', '').toLowerCase()}@trade`), { timeoutMs: 15_000 });
     sim.market.start();
     await new Promise((r) => setTimeout(r, 3_000));

@@ -1,7 +1,8 @@
 import type { GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import { describe, expect, it } from 'vitest';
-import { ConsumerEnvSchema, parseEnv } from '../../layers/shared/src/config/env.js';
+import { ConsumerEnvSchema, McpServerEnvSchema, parseEnv } from '../../layers/shared/src/config/env.js';
 import { SecretError, getSecretString, resolveDatabaseUrl } from '../../layers/shared/src/config/secrets.js';
+import { parseExchangeKeys } from '../../layers/shared/src/config/exchange-keys.js';
 import { ConfigError } from '../../layers/shared/src/domain/errors.js';
 
 // Secrets Manager itself cannot run here; this client stands in for it and counts calls.
@@ -57,5 +58,39 @@ describe('database URL from Secrets Manager', () => {
     expect(() => parseEnv(ConsumerEnvSchema, {})).toThrow(/DATABASE_SECRET_ARN/);
     expect(() => parseEnv(ConsumerEnvSchema, { DATABASE_URL: 'mysql://x' })).toThrow(/postgres/);
     expect(parseEnv(ConsumerEnvSchema, { DATABASE_SECRET_ARN: ARN }).LOG_LEVEL).toBe('info');
+  });
+});
+
+describe('exchange keys secret', () => {
+  const ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:keys';
+
+  it('reads keys per ccxt exchange id', () => {
+    const keys = parseExchangeKeys(JSON.stringify({ binance: { apiKey: 'a', secret: 'b' }, okx: { apiKey: 'c', secret: 'd', password: 'e' } }), ARN);
+    expect([...keys.keys()]).toEqual(['binance', 'okx']);
+    expect(keys.get('okx')).toEqual({ apiKey: 'c', secret: 'd', password: 'e' });
+  });
+
+  it('refuses malformed secrets with a named error that never quotes a key', () => {
+    const cases = ['not json sk-LEAK', JSON.stringify({ binance: { apiKey: 'sk-LEAK' } }), JSON.stringify({ binance: { apiKey: 'sk-LEAK', secret: 'x', extra: 'sk-LEAK' } }), JSON.stringify({ 'Bad Id': { apiKey: 'sk-LEAK', secret: 'x' } })];
+    for (const text of cases) {
+      let caught: unknown;
+      try {
+        parseExchangeKeys(text, ARN);
+      } catch (error) {
+        caught = error;
+      }
+      expect(caught, text).toBeInstanceOf(SecretError);
+      expect((caught as Error).message).toContain(ARN);
+      expect((caught as Error).message).not.toContain('sk-LEAK');
+    }
+  });
+});
+
+describe('service environments', () => {
+  it('reads the MCP server app client ids (Cognito tokens carry client_id, not aud) and the writer Redis secret', () => {
+    const mcp = parseEnv(McpServerEnvSchema, { DATABASE_URL: 'postgres://x', JWT_ISSUER: 'https://cognito-idp.eu-west-1.amazonaws.com/pool', JWT_JWKS_URL: 'https://cognito-idp.eu-west-1.amazonaws.com/pool/.well-known/jwks.json', JWT_CLIENT_IDS: 'agents1, people2' });
+    expect(mcp.JWT_CLIENT_IDS).toEqual(['agents1', 'people2']);
+    expect(parseEnv(ConsumerEnvSchema, { DATABASE_URL: 'postgres://x', REDIS_SECRET_ARN: 'arn:aws:secretsmanager:eu-west-1:1:secret:redis' }).REDIS_SECRET_ARN).toContain('secret:redis');
+    expect(() => parseEnv(ConsumerEnvSchema, { DATABASE_URL: 'postgres://x', REDIS_SECRET_ARN: 'redis://plain' })).toThrow(/REDIS_SECRET_ARN/);
   });
 });

@@ -1,6 +1,7 @@
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { Rule, Schedule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
+import { SubnetType, type IVpc } from 'aws-cdk-lib/aws-ec2';
 import { Architecture, Runtime, type IFunction } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
@@ -8,7 +9,7 @@ import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { InvalidPropsError, requireIntegerInRange } from '../prop-checks.js';
 import { repoPath } from '../repo-paths.js';
-import { LAMBDA_BUNDLING, type WriterLogLevel } from './store-writer.js';
+import { allowEgressPorts, LAMBDA_BUNDLING, type WriterLogLevel } from './store-writer.js';
 
 /** Handler source, relative to the repository root. */
 export const CLICKHOUSE_REFRESHER_ENTRY = 'functions/consumers/clickhouse-refresher/handler.ts';
@@ -48,6 +49,16 @@ export interface ClickHouseRefresherProps {
    * @default RemovalPolicy.RETAIN
    */
   readonly removalPolicy?: RemovalPolicy;
+  /**
+   * VPC whose private subnets the function runs in, when ClickHouse is reachable only there or by allow-listed NAT addresses.
+   * @default - not in a VPC
+   */
+  readonly vpc?: IVpc;
+  /**
+   * TCP ports the function may reach outside the VPC besides 443, when in `vpc`.
+   * @default []
+   */
+  readonly egressPorts?: readonly number[];
 }
 
 /**
@@ -94,7 +105,9 @@ export class ClickHouseRefresher extends Construct {
         NODE_OPTIONS: '--enable-source-maps',
       },
       bundling: LAMBDA_BUNDLING,
+      ...(props.vpc && { vpc: props.vpc, vpcSubnets: { subnetType: SubnetType.PRIVATE_WITH_EGRESS }, allowAllOutbound: false }),
     });
+    if (props.vpc) allowEgressPorts(fn, props.egressPorts ?? [], id);
     props.secret.grantRead(fn);
 
     this.rule = new Rule(this, 'Schedule', {

@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import { SubnetType, type IVpc } from 'aws-cdk-lib/aws-ec2';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import {
@@ -13,6 +13,7 @@ import {
 } from 'aws-cdk-lib/aws-ecs';
 import type { IStream } from 'aws-cdk-lib/aws-kinesis';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { parseMarkets } from '../../../layers/shared/src/config/markets.js';
 import { formatMarkets, formatShard, shardSizes, splitMarkets, type Shard } from '../../../layers/shared/src/config/shards.js';
@@ -37,10 +38,12 @@ export const COLLECTOR_JOURNAL_DIR = '/var/lib/qicore/journal';
 
 /**
  * Most shards one stack takes: each adds a task definition, a log group and a service (3 resources; roles
- * and security group are shared), and CloudFormation allows 500 resources a stack, of which the rest of the
- * platform uses about 70: 120 shards come to about 440, room left for both to grow (docs/scale-out.md).
+ * and security group are shared) and, in PlatformStack, its staleness metric filter and two alarms (3 more).
+ * CloudFormation allows 500 resources a stack, of which the rest of the platform (network, identity, cache,
+ * firewall, agents, dashboard) uses about 160: 50 shards come to about 460, room left for both to grow
+ * (docs/scale-out.md).
  */
-export const MAX_COLLECTOR_SHARDS = 120;
+export const MAX_COLLECTOR_SHARDS = 50;
 
 export interface CollectorServiceProps {
   /** VPC of the service; the task runs in its private subnets with egress (exchanges are on the internet). */
@@ -69,6 +72,12 @@ export interface CollectorServiceProps {
    * @default - none
    */
   readonly topic?: MarketTopic;
+  /**
+   * Secret holding the exchanges' API keys (JSON, per exchange: docs/deployment.md); the task gets its ARN
+   * (EXCHANGE_KEYS_SECRET_ARN) and reads it at run time. Public market data needs no keys.
+   * @default - no keys
+   */
+  readonly exchangeKeysSecret?: ISecret;
   /**
    * Image to run (its command is replaced by COLLECTOR_COMMAND).
    * @default - built from functions/mcp-server/Dockerfile, which holds every entry point: the same image as the MCP server
@@ -163,6 +172,7 @@ export class CollectorService extends Construct {
       AWS_REGION: Stack.of(this).region,
       LOG_LEVEL: props.logLevel ?? 'info',
       NODE_OPTIONS: '--enable-source-maps',
+      ...(props.exchangeKeysSecret && { EXCHANGE_KEYS_SECRET_ARN: props.exchangeKeysSecret.secretArn }),
     };
     if (props.topic) {
       Object.assign(environment, {
@@ -226,11 +236,20 @@ export class CollectorService extends Construct {
         // egress only, the same for every shard: one security group
         ...(first && { securityGroups: first.service.connections.securityGroups }),
       });
+      Validations.of(taskDefinition).acknowledge({
+        id: 'AwsSolutions-ECS2',
+        reason: 'The environment holds only non-secret settings (markets, shard, stream); exchange keys are read at run time from Secrets Manager by ARN.',
+      });
       shards.push({ shard, service, taskDefinition, logGroup });
     }
+    Validations.of(shards[0]!.taskDefinition.executionRole!).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason: 'ecr:GetAuthorizationToken, which ECS needs to pull the image, has no resource-level permissions; the image pull itself is scoped to the asset repository.',
+    });
     const taskRole = shards[0]!.taskDefinition.taskRole;
     if (props.topic) props.topic.grantProduce(taskRole);
     else props.stream!.grantWrite(taskRole);
+    props.exchangeKeysSecret?.grantRead(taskRole);
     this.shards = shards;
   }
 }

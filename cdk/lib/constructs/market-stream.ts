@@ -20,6 +20,11 @@ export interface MarketStreamProps {
    */
   readonly retentionPeriod?: Duration;
   /**
+   * Physical name of the stream; fixed names suit a stream other tools already point at (the local stage's).
+   * @default - a name CloudFormation generates
+   */
+  readonly streamName?: string;
+  /**
    * What happens to the stream when it leaves the stack.
    * @default RemovalPolicy.RETAIN
    */
@@ -46,7 +51,11 @@ export class MarketStream extends Construct {
       requireIntegerInRange(`${id} shardCount`, shardCount, 1, 10_000, 'at least one shard; more needs a quota increase');
     }
 
+    if (props.streamName !== undefined && !/^[a-zA-Z0-9_.-]{1,128}$/.test(props.streamName)) {
+      throw new InvalidPropsError(`${id} streamName '${props.streamName}' is not a Kinesis stream name (1 to 128 of a-z A-Z 0-9 _ . -)`);
+    }
     this.stream = new Stream(this, 'Stream', {
+      ...(props.streamName !== undefined && { streamName: props.streamName }),
       streamMode: mode,
       ...(shardCount !== undefined && { shardCount }),
       // AWS-managed key (alias/aws/kinesis): encrypted at rest, no key policy to manage or pay for.

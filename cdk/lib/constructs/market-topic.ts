@@ -1,4 +1,4 @@
-import { RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import type { IGrantable } from 'aws-cdk-lib/aws-iam';
 import { Grant } from 'aws-cdk-lib/aws-iam';
 import { Peer, Port, SecurityGroup, SubnetType, type ISecurityGroup, type IVpc } from 'aws-cdk-lib/aws-ec2';
@@ -6,6 +6,7 @@ import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { CfnServerlessCluster } from 'aws-cdk-lib/aws-msk';
 import { AwsCustomResource, AwsCustomResourcePolicy, PhysicalResourceId } from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
+import { nagArn } from '../nag-acknowledgements.js';
 import { InvalidPropsError } from '../prop-checks.js';
 
 export interface MarketTopicProps {
@@ -58,6 +59,10 @@ export class MarketTopic extends Construct {
       allowAllOutbound: false,
     });
     this.securityGroup.addIngressRule(Peer.ipv4(props.vpc.vpcCidrBlock), Port.tcp(MSK_IAM_PORT), 'Kafka clients in the VPC');
+    Validations.of(this.securityGroup).acknowledge({
+      id: 'AwsSolutions-EC23',
+      reason: "The one ingress rule is the VPC's own CIDR on the IAM listener's port (a deploy-time value the rule cannot read), not 0.0.0.0/0.",
+    });
     this.clusterName = `${Stack.of(this).stackName}-market`.slice(0, 64);
     const cluster = new CfnServerlessCluster(this, 'Cluster', {
       clusterName: this.clusterName,
@@ -106,6 +111,16 @@ export class MarketTopic extends Construct {
     const { region, account, partition } = Stack.of(this);
     // the cluster's UUID is known only after creation, hence the wildcard in topic and group ARNs
     const base = `arn:${partition}:kafka:${region}:${account}`;
+    const principal = grantee.grantPrincipal;
+    if (principal instanceof Construct) {
+      for (const resource of [`topic/${this.clusterName}/*/${this.topicName}`, `group/${this.clusterName}/*/*`]) {
+        Validations.of(principal).acknowledge({
+          id: `AwsSolutions-IAM5[Resource::${nagArn(Stack.of(this), 'kafka', resource)}]`,
+          reason:
+            "MSK topic and group ARNs contain the cluster's UUID, known only after creation: the wildcard stands for it (and, for groups, for the consumer group names Lambda generates), scoped to this cluster's name.",
+        });
+      }
+    }
     return Grant.addToPrincipal({
       grantee,
       actions: ['kafka-cluster:Connect', 'kafka-cluster:DescribeCluster', 'kafka-cluster:DescribeTopic', ...actions],

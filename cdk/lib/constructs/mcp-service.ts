@@ -1,4 +1,4 @@
-import { Annotations, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Annotations, Duration, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
 import type { ICertificate } from 'aws-cdk-lib/aws-certificatemanager';
 import { SubnetType, type IVpc } from 'aws-cdk-lib/aws-ec2';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
@@ -15,6 +15,7 @@ import { ApplicationLoadBalancedFargateService } from 'aws-cdk-lib/aws-ecs-patte
 import { ApplicationProtocol } from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import type { IStream } from 'aws-cdk-lib/aws-kinesis';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { BlockPublicAccess, Bucket, BucketEncryption, ObjectOwnership } from 'aws-cdk-lib/aws-s3';
 import { Secret, type ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { InvalidPropsError, requireHttpsUrl, requireIntegerInRange } from '../prop-checks.js';
@@ -46,8 +47,17 @@ export interface McpServiceProps {
   readonly vpc: IVpc;
   /** Expected `iss` of access tokens (JWT_ISSUER). */
   readonly jwtIssuer: string;
-  /** Expected `aud` of access tokens (JWT_AUDIENCE). */
-  readonly jwtAudience: string;
+  /**
+   * Expected `aud` of access tokens (JWT_AUDIENCE), for issuers that set it; give this or `jwtClientIds`.
+   * @default - `aud` is not checked
+   */
+  readonly jwtAudience?: string;
+  /**
+   * App clients whose tokens are accepted (JWT_CLIENT_IDS, checked against `client_id`): Cognito access
+   * tokens carry no `aud`. Give this or `jwtAudience`.
+   * @default - none
+   */
+  readonly jwtClientIds?: readonly string[];
   /** https URL of the issuer's JSON Web Key Set (JWT_JWKS_URL). */
   readonly jwksUrl: string;
   /**
@@ -55,6 +65,18 @@ export interface McpServiceProps {
    * @default - no DATABASE_URL
    */
   readonly databaseSecret?: ISecret;
+  /**
+   * Secret whose SecretString is the ClickHouse http(s):// URL; ECS injects it as CLICKHOUSE_URL, and older
+   * ranges are read from ClickHouse.
+   * @default - recent store only
+   */
+  readonly clickhouseSecret?: ISecret;
+  /**
+   * Secret whose SecretString is the rediss:// URL of the platform's cache (MemoryCache.urlSecret), injected
+   * as REDIS_URL; give this or `redisUrl`.
+   * @default - no Redis
+   */
+  readonly redisUrlSecret?: ISecret;
   /**
    * Kinesis stream published signals go on (publish_signal), for the writers and other consumers.
    * Give this or `topic`.
@@ -167,9 +189,17 @@ export class McpService extends Construct {
       throw new InvalidPropsError(`${id} healthCheckPath must start with '/', got '${healthCheckPath}': pass e.g. '/healthz'`);
     }
     for (const [name, value] of [['jwtIssuer', props.jwtIssuer], ['jwtAudience', props.jwtAudience]] as const) {
-      if (value.trim() === '') {
+      if (value !== undefined && value.trim() === '') {
         throw new InvalidPropsError(`${id} ${name} is empty: pass the value your identity provider puts in access tokens`);
       }
+    }
+    const clientIds = props.jwtClientIds ?? [];
+    if (props.jwtAudience === undefined && clientIds.length === 0) {
+      // the server would otherwise accept a token the issuer made for any of its applications
+      throw new InvalidPropsError(`${id} needs jwtAudience or jwtClientIds: the tokens it accepts must be meant for it`);
+    }
+    if (props.redisUrl !== undefined && props.redisUrlSecret !== undefined) {
+      throw new InvalidPropsError(`${id} takes redisUrl (an external Redis) or redisUrlSecret (the platform's cache), not both`);
     }
     requireHttpsUrl(`${id} jwksUrl`, props.jwksUrl);
     const cpuArchitecture = props.cpuArchitecture ?? CpuArchitecture.ARM64;
@@ -194,7 +224,8 @@ export class McpService extends Construct {
       MCP_HOST: '0.0.0.0',
       MCP_PORT: String(containerPort),
       JWT_ISSUER: props.jwtIssuer,
-      JWT_AUDIENCE: props.jwtAudience,
+      ...(props.jwtAudience !== undefined && { JWT_AUDIENCE: props.jwtAudience }),
+      ...(clientIds.length > 0 && { JWT_CLIENT_IDS: clientIds.join(',') }),
       JWT_JWKS_URL: props.jwksUrl,
       LOG_LEVEL: props.logLevel ?? 'info',
       NODE_OPTIONS: '--enable-source-maps',
@@ -220,6 +251,10 @@ export class McpService extends Construct {
       description: 'Signs MCP session ids; shared by every MCP server task',
       generateSecretString: { passwordLength: 48, excludePunctuation: true },
       removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
+    });
+    Validations.of(sessionSecret).acknowledge({
+      id: 'AwsSolutions-SMG4',
+      reason: 'Tasks read it at start (ECS secret); rotating it in place would leave running tasks signing with the old value and end every open session. It is replaced by redeploying.',
     });
     const maxCount = props.maxCount ?? desiredCount * 4;
     requireIntegerInRange(`${id} maxCount`, maxCount, desiredCount, 100, 'at least desiredCount');
@@ -253,6 +288,8 @@ export class McpService extends Construct {
         secrets: {
           MCP_SESSION_SECRET: EcsSecret.fromSecretsManager(sessionSecret),
           ...(props.databaseSecret && { DATABASE_URL: EcsSecret.fromSecretsManager(props.databaseSecret) }),
+          ...(props.clickhouseSecret && { CLICKHOUSE_URL: EcsSecret.fromSecretsManager(props.clickhouseSecret) }),
+          ...(props.redisUrlSecret && { REDIS_URL: EcsSecret.fromSecretsManager(props.redisUrlSecret) }),
         },
         logDriver: LogDrivers.awsLogs({ streamPrefix: 'mcp-server', logGroup }),
       },
@@ -283,6 +320,20 @@ export class McpService extends Construct {
     if (props.stream) props.stream.grantWrite(this.service.taskDefinition.taskRole);
     if (props.topic) props.topic.grantProduce(this.service.taskDefinition.taskRole);
 
+    this.logAccess(props.removalPolicy ?? RemovalPolicy.RETAIN, props.logRetention ?? RetentionDays.ONE_MONTH);
+    Validations.of(this.service.loadBalancer).acknowledge({
+      id: 'AwsSolutions-EC23',
+      reason: 'The MCP endpoint is public by design (agents and people anywhere); the WAF web ACL and bearer tokens guard it.',
+    });
+    Validations.of(this.service.taskDefinition.executionRole!).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason: 'ecr:GetAuthorizationToken, which ECS needs to pull the image, has no resource-level permissions; the image pull itself is scoped to the asset repository.',
+    });
+    Validations.of(this.service.taskDefinition).acknowledge({
+      id: 'AwsSolutions-ECS2',
+      reason: 'The environment holds only non-secret settings (ports, issuer, stream name); every credential is an ECS secret read from Secrets Manager by ARN.',
+    });
+
     if (!props.certificate) {
       Annotations.of(this).addWarningV2(
         'qicore:mcp-service:plain-http',
@@ -290,6 +341,39 @@ export class McpService extends Construct {
       );
     }
     this.url = `${scheme}://${props.domainName ?? lbName}/mcp`;
+  }
+
+  /**
+   * Access logs of the load balancer to an S3 bucket. The log delivery principal depends on the region,
+   * so an environment-agnostic synth (no region) cannot have them: it warns instead; `cdk deploy` always has a region.
+   */
+  private logAccess(removalPolicy: RemovalPolicy, retention: RetentionDays): void {
+    if (Token.isUnresolved(Stack.of(this).region)) {
+      Annotations.of(this).addWarningV2(
+        'qicore:mcp-service:no-access-logs',
+        'Load balancer access logs need the stack region: set CDK_DEFAULT_REGION (cdk deploy does) to have them',
+      );
+      Validations.of(this.service.loadBalancer).acknowledge({
+        id: 'AwsSolutions-ELB2',
+        reason: 'Environment-agnostic synth only: with a region (every deploy) access logs go to the AccessLogs bucket.',
+      });
+      return;
+    }
+    const bucket = new Bucket(this, 'AccessLogs', {
+      // ALB log delivery writes with SSE-S3 only
+      encryption: BucketEncryption.S3_MANAGED,
+      enforceSSL: true,
+      blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
+      objectOwnership: ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      lifecycleRules: [{ expiration: Duration.days(Math.max(1, retention)) }],
+      // a bucket with objects cannot be deleted by CloudFormation: kept, and emptied by its lifecycle rule
+      removalPolicy: removalPolicy === RemovalPolicy.DESTROY ? RemovalPolicy.RETAIN : removalPolicy,
+    });
+    Validations.of(bucket).acknowledge({
+      id: 'AwsSolutions-S1',
+      reason: 'This bucket receives access logs; logging access to it again would only log the log delivery.',
+    });
+    this.service.loadBalancer.logAccessLogs(bucket, 'mcp');
   }
 }
 

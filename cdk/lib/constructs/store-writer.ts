@@ -1,6 +1,5 @@
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
-import type { IVpc, SubnetSelection } from 'aws-cdk-lib/aws-ec2';
-import { SubnetType } from 'aws-cdk-lib/aws-ec2';
+import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import { Peer, Port, SubnetType, type IVpc, type SubnetSelection } from 'aws-cdk-lib/aws-ec2';
 import type { IStream } from 'aws-cdk-lib/aws-kinesis';
 import { Architecture, Runtime, StartingPosition, type IFunction } from 'aws-cdk-lib/aws-lambda';
 import { KinesisEventSource, ManagedKafkaEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
@@ -136,6 +135,20 @@ export interface StoreWriterProps {
    * @default - private subnets with egress
    */
   readonly vpcSubnets?: SubnetSelection;
+  /**
+   * TCP ports the function may reach outside the VPC (through NAT), when in `vpc`: its security group
+   * allows nothing else out. 443 covers the AWS APIs (Secrets Manager); add the store's port.
+   * @default [443]
+   */
+  readonly egressPorts?: readonly number[];
+}
+
+/** Opens `ports` to any IPv4 address on the security group of `fn`, which allows nothing out otherwise. */
+export function allowEgressPorts(fn: IFunction, ports: readonly number[], what: string): void {
+  for (const port of new Set([443, ...ports])) {
+    requireIntegerInRange(`${what} egress port`, port, 1, 65535, 'a TCP port');
+    fn.connections.allowTo(Peer.anyIpv4(), Port.tcp(port), port === 443 ? 'HTTPS: AWS APIs and https stores' : `${what}: store port`);
+  }
 }
 
 /** A Lambda consumer that writes market events from the stream to one store, idempotently. */
@@ -196,9 +209,11 @@ export class StoreWriter extends Construct {
       ...(props.vpc && {
         vpc: props.vpc,
         vpcSubnets: props.vpcSubnets ?? { subnetType: SubnetType.PRIVATE_WITH_EGRESS },
+        allowAllOutbound: false,
       }),
       bundling: LAMBDA_BUNDLING,
     });
+    if (props.vpc) allowEgressPorts(fn, props.egressPorts ?? [], id);
     if (!/^[A-Z][A-Z0-9_]*$/.test(props.secretEnvVar)) {
       throw new InvalidPropsError(`${id} secretEnvVar '${props.secretEnvVar}' is not an environment variable name (A-Z, 0-9, _)`);
     }
@@ -209,6 +224,10 @@ export class StoreWriter extends Construct {
       encryption: QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
       removalPolicy,
+    });
+    Validations.of(failureQueue).acknowledge({
+      id: 'AwsSolutions-SQS3',
+      reason: 'This queue is itself the dead-letter destination of the event source; nothing consumes it automatically, so a DLQ of its own would never receive anything.',
     });
 
     if (props.stream) {

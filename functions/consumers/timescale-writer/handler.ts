@@ -6,7 +6,7 @@ import { PostgresLedgerStore } from '../../../layers/shared/src/adapters/stores/
 import { PostgresMarketStore } from '../../../layers/shared/src/adapters/stores/postgres-market-store.js';
 import { RedisUpdates } from '../../../layers/shared/src/adapters/updates/redis-updates.js';
 import { ConsumerEnvSchema, parseEnv } from '../../../layers/shared/src/config/env.js';
-import { resolveDatabaseUrl } from '../../../layers/shared/src/config/secrets.js';
+import { getSecretString, resolveDatabaseUrl } from '../../../layers/shared/src/config/secrets.js';
 import { createMskWriterHandler } from '../../../layers/shared/src/consumers/msk-store-writer.js';
 import { createTimescaleWriterHandler } from '../../../layers/shared/src/consumers/timescale-writer.js';
 import type { StoreWriterCounter, StoreWriterDeps } from '../../../layers/shared/src/consumers/store-writer.js';
@@ -20,7 +20,8 @@ const databaseUrl = await resolveDatabaseUrl(env);
 
 const db = openPostgres(databaseUrl, { max: 1 });
 // publisher only: MCP server tasks are told what each committed batch stored (best effort, never fails a batch)
-const updates = env.REDIS_URL ? new RedisUpdates({ url: env.REDIS_URL, receive: false, logger }) : undefined;
+const redisUrl = env.REDIS_URL ?? (env.REDIS_SECRET_ARN ? (await getSecretString(env.REDIS_SECRET_ARN)).trim() : undefined);
+const updates = redisUrl ? new RedisUpdates({ url: redisUrl, receive: false, logger }) : undefined;
 const deps: StoreWriterDeps = {
   // COPY for batches of trades, parameterized statements for the rest
   writer: new PostgresMarketStore(db, { copyWriter: new PgCopyWriter(databaseUrl, { max: 1 }) }),

@@ -1,3 +1,5 @@
+import { applyExchangeKeys, parseExchangeKeys } from '../config/exchange-keys.js';
+import { getSecretString, type SecretsClient } from '../config/secrets.js';
 import { join } from 'node:path';
 import { applyEndpointOverride } from '../adapters/exchange/endpoint-overrides.js';
 import { streamBusFromEnv } from '../adapters/stream/stream-from-env.js';
@@ -31,8 +33,18 @@ export interface CollectorRuntime {
  * Kinesis or Kafka (MSK with KAFKA_AUTH=iam), a disk journal in COLLECTOR_JOURNAL_DIR for what the
  * stream cannot take (a journal left by an earlier run is published first).
  */
-export async function startCollectorFromEnv(env: NodeJS.ProcessEnv, logger: Logger): Promise<CollectorRuntime> {
+export async function startCollectorFromEnv(
+  env: NodeJS.ProcessEnv,
+  logger: Logger,
+  options: { secrets?: SecretsClient } = {},
+): Promise<CollectorRuntime> {
   const config = parseEnv(CollectorEnvSchema, env);
+  const keys = config.EXCHANGE_KEYS_SECRET_ARN
+    ? parseExchangeKeys(
+        await getSecretString(config.EXCHANGE_KEYS_SECRET_ARN, options.secrets ? { client: options.secrets } : {}),
+        config.EXCHANGE_KEYS_SECRET_ARN,
+      )
+    : undefined;
   const all = parseMarkets(config.MARKETS);
   const shard = config.SHARD ?? SINGLE_SHARD;
   const markets = shardMarkets(all, shard);
@@ -60,7 +72,12 @@ export async function startCollectorFromEnv(env: NodeJS.ProcessEnv, logger: Logg
         spillAfterMs: config.COLLECTOR_SPILL_AFTER_MS,
         drainTimeoutMs: config.COLLECTOR_DRAIN_TIMEOUT_MS,
       },
-      ...(endpoint && { configure: (exchange) => applyEndpointOverride(exchange, endpoint) }),
+      ...((endpoint || keys) && {
+        configure: async (exchange) => {
+          if (keys) applyExchangeKeys(exchange, keys);
+          if (endpoint) await applyEndpointOverride(exchange, endpoint);
+        },
+      }),
     });
     let stopped: Promise<BatcherCloseSummary> | null = null;
     const shutdown = async (deadlineMs: number) => {

@@ -30,6 +30,8 @@ export const ConsumerEnvSchema = z
       .describe('secret whose SecretString is the connection URL'),
     /** Redis for "new data" announcements to the MCP server tasks; none are sent when unset */
     REDIS_URL: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL').optional(),
+    /** secret holding the Redis URL (ElastiCache with an AUTH token); REDIS_URL wins when both are set */
+    REDIS_SECRET_ARN: z.string().regex(/^arn:aws[a-z-]*:secretsmanager:/, 'a Secrets Manager secret ARN').optional(),
     LOG_LEVEL: LogLevelSchema,
   })
   .refine((e) => e.DATABASE_URL !== undefined || e.DATABASE_SECRET_ARN !== undefined, {
@@ -98,6 +100,8 @@ export const McpServerEnvSchema = z
     /** OIDC issuer (Cognito user pool URL or any OIDC issuer) */
     JWT_ISSUER: z.string().min(1),
     JWT_AUDIENCE: z.string().min(1).optional(),
+    /** app clients whose tokens are accepted, checked against `client_id` (Cognito access tokens carry no `aud`) */
+    JWT_CLIENT_IDS: csv,
     /** ClickHouse holding history; older ranges are read from it when set */
     CLICKHOUSE_URL: z.string().regex(/^https?:\/\//, 'an http(s):// ClickHouse URL').optional(),
     CLICKHOUSE_DATABASE: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a ClickHouse database name').optional(),
@@ -152,6 +156,8 @@ export const McpServerEnvSchema = z
 /** Environment of the collector in service mode (Fargate). */
 export const CollectorEnvSchema = z
   .object({
+    /** secret with exchange API keys, `{"binance": {"apiKey": "...", "secret": "..."}}`; public data needs none */
+    EXCHANGE_KEYS_SECRET_ARN: z.string().regex(/^arn:aws[a-z-]*:secretsmanager:/, 'a Secrets Manager secret ARN').optional(),
     /** `exchange:SYM,SYM;exchange:SYM` */
     MARKETS: z.string().min(1),
     /** `INDEX/COUNT` (INDEX from 0): collect only the markets of MARKETS that shard gets (config/shards.ts); all of them when unset */
@@ -193,6 +199,15 @@ export const CollectorEnvSchema = z
      * 20000, under Fargate's default stopTimeout of 30 s (raise stopTimeout, at most 120 s, to go higher)
      */
     COLLECTOR_DRAIN_TIMEOUT_MS: z.coerce.number().int().min(0).max(110_000, 'at most 110000: Fargate stops a task at most 120 s after SIGTERM').default(20_000),
+    /** Prometheus metrics (`/metrics`) and `/healthz` on this port; off when unset */
+    COLLECTOR_METRICS_PORT: z.coerce.number().int().min(1).max(65535).optional(),
+    /** the interface the metrics port listens on; default all (a container's port) */
+    COLLECTOR_METRICS_HOST: z.string().min(1).default('0.0.0.0'),
+    /**
+     * how often a `collector staleness` log line (feeds, stale feeds, max feed age of the shard) is
+     * written, for CloudWatch metric filters; 0: never. Default 60000.
+     */
+    COLLECTOR_STALENESS_LOG_MS: z.coerce.number().int().min(0).max(3_600_000).refine((ms) => ms === 0 || ms >= 1_000, '0 (off) or at least 1000').default(60_000),
     LOG_LEVEL: LogLevelSchema,
   })
   .refine((e) => e.COLLECTOR_JOURNAL_SEGMENT_BYTES <= e.COLLECTOR_JOURNAL_MAX_BYTES, {
