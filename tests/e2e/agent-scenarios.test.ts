@@ -150,8 +150,11 @@ forEachStoreBackend('agents over scripted market scenarios', (backend, serverUrl
     for (const deadline = Date.now() + 30_000; ; ) {
       await pipeline.settle();
       const stored = await Promise.all(live.map(async (s) => ({ s, stored: (await pipeline.store.trades({ exchange: 'binance', symbol: s, since: START, limit: 100_000 })).length, printed: printed.get(s)! })));
-      if (stored.every((m) => m.stored >= m.printed)) break;
-      if (Date.now() > deadline) throw new Error(`live trades not stored in 30 s: ${JSON.stringify(stored)}`);
+      // the monitor reads feed health from the ledger: each live trade feed's stored status must
+      // already count a message, or it reads as silent (the first snapshot can precede any trade)
+      const heard = await Promise.all(live.map(async (s) => (await pipeline.health('binance', s))?.lastMessageLocalTs != null));
+      if (stored.every((m) => m.stored >= m.printed) && heard.every(Boolean)) break;
+      if (Date.now() > deadline) throw new Error(`live trades not stored, or feeds not heard, in 30 s: ${JSON.stringify({ stored, heard })}`);
       await new Promise((r) => setTimeout(r, 200));
     }
 
@@ -252,7 +255,9 @@ forEachStoreBackend('agents over scripted market scenarios', (backend, serverUrl
       const entries = of('execution', e.market.symbol);
       expect(entries, `${e.market.symbol} execution`).toHaveLength(1);
       expect(entries[0]!.output).toMatchObject({ status: e.status, signalId: e.signalId });
-      expect(tools(entries[0]!)).toEqual(e.status === 'skipped' ? [] : ['place_paper_order']);
+      // a buy is one order; a sell reads the position it reduces first
+      const expected = e.status === 'skipped' ? [] : e.side === 'sell' ? ['get_paper_portfolio', 'place_paper_order'] : ['place_paper_order'];
+      expect(tools(entries[0]!)).toEqual(expected);
     }
     if (result.report) {
       const report = rows.find((r) => r.kind === 'observation' && r.agent === 'market_monitor' && r.market === null);
@@ -268,7 +273,7 @@ forEachStoreBackend('agents over scripted market scenarios', (backend, serverUrl
       it('breakout: a long signal, approved, filled with a paper buy', async () => {
         const result = await run(path, [market(BTC)], limitsOf(`${path}-breakout`));
         expect(result.summary.status).toBe('completed');
-        expect(result.report!.markets).toEqual([market(BTC)]);
+        expect(result.report!.markets, JSON.stringify(result.report!.excluded)).toEqual([market(BTC)]);
         const [analysis] = result.analyses;
         expect(analysis!.proposal, analysis!.note).toMatchObject({ direction: 'long', by: path, market: market(BTC) });
         const [decision] = result.decisions;
@@ -305,6 +310,34 @@ forEachStoreBackend('agents over scripted market scenarios', (backend, serverUrl
         expect(result.executions).toEqual([expect.objectContaining({ status: 'skipped', quantity: 0, notional: 0 })]);
         const portfolio = await call<{ positions: unknown[] }>(admin, 'get_paper_portfolio', { account: `${path}-crash` });
         expect(portfolio.positions).toEqual([]);
+        await expectAudited(result);
+      });
+
+      it('crash while holding a long: the short signal is approved to sell it, filled with a paper sell', async () => {
+        const account = `${path}-crash-held`;
+        const bought = await call<{ order: { quantity: number } }>(admin, 'place_paper_order', {
+          account,
+          exchange: 'binance',
+          symbol: ETH,
+          side: 'buy',
+          notional: 500,
+          clientOrderId: `${path}-crash-held-seed`,
+        });
+        const result = await run(path, [market(ETH)], limitsOf(account));
+        expect(result.summary.status).toBe('completed');
+        const [analysis] = result.analyses;
+        expect(analysis!.proposal, analysis!.note).toMatchObject({ direction: 'short', by: path });
+        const [decision] = result.decisions;
+        expect(decision!.verdict, decision!.reason).not.toBe('reject');
+        expect(failed(decision!.checks), decision!.reason).toEqual([]);
+        expect(decision!.checks.find((c) => c.name === 'direction')!.detail).toMatch(/sells the open long/);
+        const [execution] = result.executions;
+        expect(execution, execution!.detail).toMatchObject({ status: 'filled', side: 'sell', market: market(ETH) });
+        expect(execution!.quantity).toBeGreaterThan(0);
+        expect(execution!.quantity).toBeLessThanOrEqual(bought.order.quantity + 1e-9);
+        const portfolio = await call<{ positions: { symbol: string; quantity: number }[] }>(admin, 'get_paper_portfolio', { account });
+        const left = portfolio.positions.find((p) => p.symbol === ETH)?.quantity ?? 0;
+        expect(left).toBeCloseTo(bought.order.quantity - execution!.quantity, 8);
         await expectAudited(result);
       });
 

@@ -2,15 +2,10 @@
  * Figures the rules agents compute from candles they read through get_candles. Pure and
  * deterministic: the same candles always give the same figures.
  */
+import type { Bar } from '../../indicators/indicators.js';
 
 /** A candle as get_candles returns it (the fields the rules use). */
-export interface RuleCandle {
-  readonly ts: number;
-  readonly open: number;
-  readonly high: number;
-  readonly low: number;
-  readonly close: number;
-  readonly volume: number;
+export interface RuleCandle extends Bar {
   readonly closed: boolean;
 }
 

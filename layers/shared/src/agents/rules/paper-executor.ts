@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Execution, ExecuteStep, RiskDecision, RunContext } from '../contracts.js';
 import { fmt } from './technical-analyst.js';
-import { ask, marketKey } from './tool-answers.js';
+import { ask, marketKey, type PortfolioView } from './tool-answers.js';
 
 /**
  * The order id of a decision: the same run and signal always give the same id, so a retried
@@ -39,12 +39,22 @@ async function execute(ctx: RunContext, d: RiskDecision, options: PaperExecutorO
   const base = { runId: ctx.runId, signalId: p.signalId, market: p.market };
   if (d.verdict === 'reject' || d.notional <= 0) return { ...base, status: 'skipped', quantity: 0, notional: 0, detail: `not traded: ${d.reason}`.slice(0, 2000) };
   const side = p.direction === 'long' ? 'buy' : 'sell';
+  let size: { notional: number } | { quantity: number } = { notional: d.notional };
+  if (side === 'sell') {
+    // A sell reduces the long by the decided share of its value, as a quantity: the same notional
+    // at the bid, below the mark it was valued at, would be more than is held.
+    const pf = await ask<PortfolioView>(ctx, 'get_paper_portfolio', { account: ctx.limits.account });
+    if (!pf.ok) return { ...base, status: 'refused', side, quantity: 0, notional: 0, detail: pf.error.slice(0, 2000) };
+    const held = pf.value.positions.find((x) => x.exchange === p.market.exchange && x.symbol === p.market.symbol && x.quantity > 0);
+    if (!held || !(held.value > 0)) return { ...base, status: 'skipped', side, quantity: 0, notional: 0, detail: 'nothing held to sell (an earlier attempt of this step may have sold it)' };
+    size = { quantity: held.quantity * Math.min(1, d.notional / held.value) };
+  }
   const answer = await ask<OrderAnswer>(ctx, 'place_paper_order', {
     account: ctx.limits.account,
     exchange: p.market.exchange,
     symbol: p.market.symbol,
     side,
-    notional: d.notional,
+    ...size,
     clientOrderId: clientOrderIdOf(ctx.runId, p.signalId),
     signalId: p.signalId,
     maxSlippageBps: options.maxSlippageBps ?? Math.max(20, ctx.limits.slippageBps * 4),
