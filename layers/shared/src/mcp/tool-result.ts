@@ -45,6 +45,8 @@ export function csvTable<Row>(columns: readonly TableColumn<Row>[], rows: readon
 
 function csvCell(value: unknown): string {
   if (value === null || value === undefined) return '';
+  // numbers and booleans never need quoting: most cells of a table, so no pattern test for them
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
   // objects go in as JSON, which holds quotes and commas: quoted like any other text
   const text = typeof value === 'string' ? value : typeof value === 'object' ? JSON.stringify(value) : String(value);
   return /[",\n\r]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
