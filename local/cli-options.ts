@@ -51,6 +51,10 @@ Options (each also readable from the environment variable in brackets):
   --status-interval SEC    seconds between status lines, 0 for none      [STATUS_INTERVAL] (5)
   --sim-seed N             simulator seed                                 [SIM_SEED] (42)
   --sim-tps N              simulated trades per second per symbol         [SIM_TPS] (5)
+  --sim-history HOURS      with --source sim: fill the store with this many hours of the
+                           simulator's history (1m candles) before the live market opens,
+                           so indicators and backtests have data at once [SIM_HISTORY_HOURS]
+                           (96 with --agents: enough for the risk manager's backtests; else 0)
   --log-level LEVEL        debug|info|warn|error                          [LOG_LEVEL] (warn)
   -h, --help               this text
 `;
@@ -78,10 +82,13 @@ const OptionsSchema = z.object({
   statusInterval: int('--status-interval', 0, 3600),
   simSeed: int('--sim-seed', 0, 2 ** 31 - 1),
   simTps: int('--sim-tps', 1, 1000),
+  simHistoryHours: int('--sim-history', 0, 24 * 400).optional(),
   logLevel: z.enum(['debug', 'info', 'warn', 'error'], { error: '--log-level must be debug, info, warn or error' }),
 });
 
-export interface LocalOptions extends Omit<z.infer<typeof OptionsSchema>, 'markets'> {
+export interface LocalOptions extends Omit<z.infer<typeof OptionsSchema>, 'markets' | 'simHistoryHours'> {
+  /** --sim-history: hours of the simulator's synthetic history backfilled (1m candles) before the start */
+  readonly simHistoryHours: number;
   /** exchange id -> ccxt unified symbols: this shard's part of --markets */
   readonly markets: ReadonlyMap<string, readonly string[]>;
   /** --alert-rules: rules the embedded alerts consumer evaluates; none by default */
@@ -121,6 +128,7 @@ export function parseLocalOptions(argv: readonly string[], env: NodeJS.ProcessEn
         'status-interval': { type: 'string' },
         'sim-seed': { type: 'string' },
         'sim-tps': { type: 'string' },
+        'sim-history': { type: 'string' },
         'log-level': { type: 'string' },
         agents: { type: 'boolean' },
         'agents-every': { type: 'string' },
@@ -142,6 +150,7 @@ export function parseLocalOptions(argv: readonly string[], env: NodeJS.ProcessEn
     statusInterval: values['status-interval'] ?? env.STATUS_INTERVAL ?? 5,
     simSeed: values['sim-seed'] ?? env.SIM_SEED ?? 42,
     simTps: values['sim-tps'] ?? env.SIM_TPS ?? 5,
+    simHistoryHours: values['sim-history'] ?? env.SIM_HISTORY_HOURS,
     logLevel: values['log-level'] ?? env.LOG_LEVEL ?? 'warn',
   });
   if (!parsed.success) throw new ConfigError(`invalid option: ${formatIssues(parsed.error.issues)}`);
@@ -157,8 +166,11 @@ export function parseLocalOptions(argv: readonly string[], env: NodeJS.ProcessEn
   if (agents && o.stdio) throw new ConfigError('--agents needs the MCP server on HTTP: leave out --stdio');
   const timeframe = TimeframeSchema.safeParse(values['agents-timeframe'] ?? env.AGENT_TIMEFRAME ?? '1m');
   if (!timeframe.success) throw new ConfigError(`--agents-timeframe must be a ccxt timeframe (1m, 5m, 1h, ...), got '${String(values['agents-timeframe'] ?? env.AGENT_TIMEFRAME)}'`);
+  // a backtest reads at most 5000 candles (3.5 days of 1m) after a warm-up: 4 days serve the agents
+  const simHistoryHours = o.source === 'sim' ? (o.simHistoryHours ?? (agents ? 4 * 24 : 0)) : 0;
   return {
     ...o,
+    simHistoryHours,
     agents,
     agentsEveryMs: parseDuration('--agents-every', String(values['agents-every'] ?? env.AGENTS_EVERY ?? '5m')),
     agentsTimeframe: timeframe.data,

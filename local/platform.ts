@@ -16,6 +16,7 @@ import { AlertEngine, type AlertCounter } from '../layers/shared/src/alerts/aler
 import type { AlertRule } from '../layers/shared/src/alerts/alert-rules.js';
 import { createAlertsConsumerHandler, publishStale } from '../layers/shared/src/consumers/alerts-consumer.js';
 import { InProcessUpdates } from '../layers/shared/src/adapters/updates/in-process-updates.js';
+import { bucketStart } from '../layers/shared/src/domain/timeframes.js';
 import { startCollectorService } from '../layers/shared/src/collector/collector-service.js';
 import type { CollectorChannel, CollectorTuning } from '../layers/shared/src/collector/market-collector.js';
 import type { StoreWriterCounter } from '../layers/shared/src/consumers/store-writer.js';
@@ -40,6 +41,10 @@ import { systemClock, type LedgerReader, type StreamBus } from '../layers/shared
 import { cacheCandles, cacheFeeds } from '../layers/shared/src/query/read-cache.js';
 import { MarketQueryService } from '../layers/shared/src/query/market-query.js';
 import { SignalService } from '../layers/shared/src/query/signal-service.js';
+import { runBackfill, type BackfillJob } from './backfill/backfill.js';
+import { CheckpointStore } from './backfill/checkpoint.js';
+import { connectBackfillExchange } from './backfill/exchange.js';
+import { BackfillStoreRouter, DEFAULT_RETENTION_DAYS } from './backfill/store-router.js';
 import { KinesisEventSource } from './runner/kinesis-event-source.js';
 import { binanceProtocol } from './sim/protocols/binance.js';
 import { okxProtocol } from './sim/protocols/okx.js';
@@ -71,6 +76,8 @@ export interface LocalPlatformOptions {
   readonly toolsets?: readonly ToolsetName[];
   readonly simSeed: number;
   readonly simTps: number;
+  /** source sim: hours of the simulator's synthetic history stored as 1m candles before the market opens; none by default */
+  readonly simHistoryHours?: number;
   readonly logger: Logger;
   /** in-memory database instead of one persisted under dataDir (tests) */
   readonly ephemeral?: boolean;
@@ -192,15 +199,18 @@ export async function startLocalPlatform(options: LocalPlatformOptions): Promise
       const symbols = [...new Set([...options.markets.values()].flat().map((s) => s.split(':')[0]!))];
       const protocols = [...options.markets.keys()].filter((id) => Object.hasOwn(SIM_PROTOCOLS, id)).map((id) => SIM_PROTOCOLS[id]!());
       // the market opens once the collector listens, so every trade it prints is collected
+      const historyHours = options.simHistoryHours ?? 0;
       sim = await startSimulatedExchange({
         seed: options.simSeed,
         tradesPerSecond: options.simTps,
         symbols,
         autoRun: false,
         ...(protocols.length > 0 && { protocols }),
+        ...(historyHours > 0 && { history: { tradeIntervalMs: 10_000 } }),
       });
       const simRef = sim;
       cleanup.push(() => simRef.close());
+      if (historyHours > 0) await backfillSimHistory(sim, options.markets, store, options.dataDir, historyHours, logger);
     }
     const collection = await startCollectorService({
       markets: options.markets,
@@ -327,5 +337,44 @@ export async function startLocalPlatform(options: LocalPlatformOptions): Promise
   } catch (error) {
     await stopAll();
     throw error;
+  }
+}
+
+/**
+ * Stores the last `hours` of the simulator's synthetic history as 1m candles, through the same
+ * backfill as `npm run backfill`: the agents' indicators and backtests have data from the first run
+ * instead of after hours of live trading. Checkpoints under the data directory make a restart
+ * fetch only what is new.
+ */
+async function backfillSimHistory(
+  sim: SimulatedExchange,
+  markets: ReadonlyMap<string, readonly string[]>,
+  store: PostgresMarketStore,
+  dataDir: string,
+  hours: number,
+  logger: Logger,
+): Promise<void> {
+  const until = bucketStart(sim.market.now(), '1m');
+  const since = until - hours * 3_600_000;
+  const checkpoints = new CheckpointStore(join(dataDir, 'backfill'));
+  for (const [id, all] of markets) {
+    const symbols = all.filter((s) => !s.includes(':'));
+    const endpoint = sim.endpoints[id];
+    if (symbols.length === 0 || !endpoint) continue;
+    const exchange = await connectBackfillExchange(id, symbols, { endpoint });
+    try {
+      const jobs: BackfillJob[] = symbols.map((symbol) => ({ exchange: id, symbol, kind: 'candles', timeframe: '1m', since, until }));
+      const report = await runBackfill(jobs, {
+        exchange,
+        writer: new BackfillStoreRouter(store, null, DEFAULT_RETENTION_DAYS, systemClock),
+        checkpoints,
+        target: 'sim-history',
+        retry: { attempts: 5, baseMs: 50, maxMs: 1_000 },
+      });
+      const failed = report.jobs.filter((j) => j.status !== 'complete');
+      if (failed.length > 0) logger.warn('simulated history not fully stored', { exchange: id, jobs: failed.map((j) => `${j.label} ${j.status}`) });
+    } finally {
+      await exchange.close().catch(() => undefined);
+    }
   }
 }

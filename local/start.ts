@@ -33,6 +33,7 @@ async function main(): Promise<number> {
   const logger = createLogger({ level: options.logLevel });
   const markets = [...options.markets].map(([ex, syms]) => `${ex}: ${syms.join(', ')}`).join('; ');
   say(`qicore: starting (${options.source === 'sim' ? 'simulated exchange, offline' : 'live exchanges'}) - ${markets}`);
+  if (options.simHistoryHours > 0) say(`qicore: storing ${options.simHistoryHours} h of the simulator's history (1m candles) first...`);
 
   let platform;
   try {

@@ -75,4 +75,15 @@ describe('local runner options', () => {
     expect(() => parseLocalOptions(['--markets', 'binance:BTC/USDT', '--shard', '0/2'], {})).toThrow(/gets none of the 1 markets/);
     expect(parseLocalOptions([], {}).shard).toEqual({ index: 0, count: 1 });
   });
+
+  it('fills 4 days of simulated history for the agents by default, none otherwise, and names a bad --sim-history', () => {
+    expect(parseLocalOptions(['--source', 'sim', '--agents'], {}).simHistoryHours).toBe(96);
+    expect(parseLocalOptions(['--source', 'sim'], {}).simHistoryHours).toBe(0);
+    expect(parseLocalOptions(['--source', 'sim', '--agents', '--sim-history', '30'], {}).simHistoryHours).toBe(30);
+    expect(parseLocalOptions(['--source', 'sim'], { SIM_HISTORY_HOURS: '12' }).simHistoryHours).toBe(12);
+    // live exchanges have their own history: the flag is for the simulator only
+    expect(parseLocalOptions(['--agents', '--sim-history', '30'], {}).simHistoryHours).toBe(0);
+    expect(() => parseLocalOptions(['--source', 'sim', '--sim-history=-1'], {})).toThrow(/--sim-history must be at least 0/);
+    expect(() => parseLocalOptions(['--source', 'sim', '--sim-history', 'lots'], {})).toThrow(/--sim-history/);
+  });
 });
