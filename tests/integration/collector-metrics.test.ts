@@ -20,27 +20,13 @@ import { binanceTradeStream, startCollectorPipeline, type CollectorPipeline } fr
 import { startCollectorProcess, type CollectorProcess } from '../support/collector-process.js';
 import { createActiveStream, waitFor } from '../support/pipeline.js';
 import { describeWithService } from '../support/services.js';
+import { parseExposition, type Series } from '../support/prometheus.js';
 
 const STALLED = 'BTC/USDT';
 const LIVE = 'ETH/USDT';
 const SYMBOLS = [STALLED, LIVE];
 /** the trade watchdog window of the in-process test, in ms */
 const TRADES_STALE_MS = 2_000;
-
-type Series = { name: string; labels: Record<string, string>; value: number };
-
-function parseExposition(text: string): Series[] {
-  const out: Series[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m) throw new Error(`unreadable sample: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
-    out.push({ name: m[1]!, labels, value: Number(m[3]) });
-  }
-  return out;
-}
 
 async function scrape(url: string): Promise<Series[]> {
   const res = await fetch(`${url}/metrics`);

@@ -1,23 +1,9 @@
-import type { GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import { describe, expect, it } from 'vitest';
 import { agentStepsFromEnv } from '../../layers/shared/src/agents/model/agent-steps.js';
 import { createLanguageModel, describeModelConfig, parseModelEnv, resolveModelConfig } from '../../layers/shared/src/agents/model/model-config.js';
 import type { AnalystStep, ExecuteStep, MonitorStep, RiskStep } from '../../layers/shared/src/agents/contracts.js';
 import { ConfigError } from '../../layers/shared/src/domain/errors.js';
-
-// Secrets Manager cannot run here; this client stands in for it and counts calls.
-function secretsClient(values: Record<string, string>) {
-  const calls: string[] = [];
-  return {
-    calls,
-    async send(command: GetSecretValueCommand) {
-      const id = command.input.SecretId!;
-      calls.push(id);
-      if (!(id in values)) throw Object.assign(new Error('not found'), { name: 'ResourceNotFoundException' });
-      return { SecretString: values[id] };
-    },
-  };
-}
+import { fakeSecretsClient as secretsClient } from '../support/secrets-client.js';
 
 const ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:agent-model-key-AbCdEf';
 const KEY = 'sk-test-0123456789abcdef';

@@ -9,6 +9,7 @@ import type { CollectorCounter } from '../../layers/shared/src/collector/market-
 import { Counters } from '../../layers/shared/src/observability/counters.js';
 import { createLogger, silentLogger } from '../../layers/shared/src/observability/logger.js';
 import type { Clock } from '../../layers/shared/src/ports/index.js';
+import { parseExposition, type Series } from '../support/prometheus.js';
 
 class TestClock implements Clock {
   constructor(public ms: number) {}
@@ -30,22 +31,6 @@ function collectorState() {
   const batcher = { pending: 0, journalBytes: 0, streamDown: false };
   const source = { counters, collector: { feeds, ledger }, batcher };
   return { clock, ledger, feeds, counters, batcher, source };
-}
-
-type Series = { name: string; labels: Record<string, string>; value: number };
-
-/** The samples of a text exposition. */
-function parseExposition(text: string): Series[] {
-  const out: Series[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m) throw new Error(`unreadable sample: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
-    out.push({ name: m[1]!, labels, value: Number(m[3]) });
-  }
-  return out;
 }
 
 function sample(series: Series[], name: string, labels: Record<string, string>): number | undefined {

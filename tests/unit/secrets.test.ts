@@ -1,23 +1,9 @@
-import type { GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import { describe, expect, it } from 'vitest';
 import { ConsumerEnvSchema, McpServerEnvSchema, parseEnv } from '../../layers/shared/src/config/env.js';
 import { SecretError, getSecretString, resolveDatabaseUrl } from '../../layers/shared/src/config/secrets.js';
 import { parseExchangeKeys } from '../../layers/shared/src/config/exchange-keys.js';
 import { ConfigError } from '../../layers/shared/src/domain/errors.js';
-
-// Secrets Manager itself cannot run here; this client stands in for it and counts calls.
-function secretsClient(values: Record<string, string | undefined>) {
-  const calls: string[] = [];
-  return {
-    calls,
-    async send(command: GetSecretValueCommand) {
-      const id = command.input.SecretId!;
-      calls.push(id);
-      if (!(id in values)) throw Object.assign(new Error('not found'), { name: 'ResourceNotFoundException' });
-      return { SecretString: values[id] };
-    },
-  };
-}
+import { fakeSecretsClient as secretsClient } from '../support/secrets-client.js';
 
 const ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-url-AbCdEf';
 

@@ -2,7 +2,7 @@ import { Annotations, Duration, RemovalPolicy, Stack, Token, Validations } from 
 import type { IVpc, SubnetSelection } from 'aws-cdk-lib/aws-ec2';
 import { SubnetType } from 'aws-cdk-lib/aws-ec2';
 import { PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
-import { Architecture, Runtime, Tracing, type IFunction } from 'aws-cdk-lib/aws-lambda';
+import { Tracing, type IFunction } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Schedule, ScheduleExpression, ScheduleTargetInput } from 'aws-cdk-lib/aws-scheduler';
@@ -30,8 +30,7 @@ import { BudgetExceededError, KillSwitchEngagedError, RiskLimitsSchema, RunBudge
 import { TimeframeSchema, type Timeframe } from '../../../layers/shared/src/domain/index.js';
 import { parseMarkets } from '../../../layers/shared/src/config/markets.js';
 import { InvalidPropsError, requireIntegerInRange } from '../prop-checks.js';
-import { repoPath } from '../repo-paths.js';
-import { LAMBDA_BUNDLING, type WriterLogLevel } from './store-writer.js';
+import { platformFunctionProps, type WriterLogLevel } from './store-writer.js';
 
 /** The four agent steps, in flow order. */
 export const AGENT_STEPS = ['monitor', 'analyst', 'risk', 'execute'] as const;
@@ -349,12 +348,7 @@ export class AgentOrchestration extends Construct {
       const name = step.charAt(0).toUpperCase() + step.slice(1);
       const fn = new NodejsFunction(this, `${name}Function`, {
         description: descriptions[step],
-        entry: repoPath(AGENT_ENTRIES[step]),
-        handler: 'handler',
-        projectRoot: repoPath(''),
-        depsLockFilePath: repoPath('package-lock.json'),
-        runtime: Runtime.NODEJS_22_X,
-        architecture: Architecture.ARM_64,
+        ...platformFunctionProps(AGENT_ENTRIES[step]),
         memorySize,
         timeout: Duration.seconds(stepSeconds),
         tracing: Tracing.ACTIVE,
@@ -364,7 +358,6 @@ export class AgentOrchestration extends Construct {
           vpc: props.vpc,
           vpcSubnets: props.vpcSubnets ?? { subnetType: SubnetType.PRIVATE_WITH_EGRESS },
         }),
-        bundling: LAMBDA_BUNDLING,
       });
       for (const secret of secrets) secret.grantRead(fn);
       if (model?.provider === 'bedrock') this.allowBedrock(fn, model.model);

@@ -2,14 +2,13 @@ import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { Rule, Schedule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
 import { SubnetType, type IVpc } from 'aws-cdk-lib/aws-ec2';
-import { Architecture, Runtime, type IFunction } from 'aws-cdk-lib/aws-lambda';
+import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { InvalidPropsError, requireIntegerInRange } from '../prop-checks.js';
-import { repoPath } from '../repo-paths.js';
-import { allowEgressPorts, LAMBDA_BUNDLING, type WriterLogLevel } from './store-writer.js';
+import { allowEgressPorts, platformFunctionProps, type WriterLogLevel } from './store-writer.js';
 
 /** Handler source, relative to the repository root. */
 export const CLICKHOUSE_REFRESHER_ENTRY = 'functions/consumers/clickhouse-refresher/handler.ts';
@@ -90,12 +89,7 @@ export class ClickHouseRefresher extends Construct {
     });
     const fn = new NodejsFunction(this, 'Function', {
       description: 'Rebuilds ClickHouse candles of the minutes writers marked since the last run',
-      entry: repoPath(CLICKHOUSE_REFRESHER_ENTRY),
-      handler: 'handler',
-      projectRoot: repoPath(''),
-      depsLockFilePath: repoPath('package-lock.json'),
-      runtime: Runtime.NODEJS_22_X,
-      architecture: Architecture.ARM_64,
+      ...platformFunctionProps(CLICKHOUSE_REFRESHER_ENTRY),
       memorySize,
       timeout,
       logGroup,
@@ -104,7 +98,6 @@ export class ClickHouseRefresher extends Construct {
         LOG_LEVEL: props.logLevel ?? 'info',
         NODE_OPTIONS: '--enable-source-maps',
       },
-      bundling: LAMBDA_BUNDLING,
       ...(props.vpc && { vpc: props.vpc, vpcSubnets: { subnetType: SubnetType.PRIVATE_WITH_EGRESS }, allowAllOutbound: false }),
     });
     if (props.vpc) allowEgressPorts(fn, props.egressPorts ?? [], id);

@@ -41,6 +41,22 @@ export const LAMBDA_BUNDLING: BundlingOptions = {
   externalModules: ['@aws-sdk/*'],
 };
 
+/**
+ * What every platform Lambda shares: its entry bundled from the repository with the lock file,
+ * Node 22 on ARM64, and LAMBDA_BUNDLING. Constructs add size, timeout, logs and environment.
+ */
+export function platformFunctionProps(entry: string, handler = 'handler') {
+  return {
+    entry: repoPath(entry),
+    handler,
+    projectRoot: repoPath(''),
+    depsLockFilePath: repoPath('package-lock.json'),
+    runtime: Runtime.NODEJS_22_X,
+    architecture: Architecture.ARM_64,
+    bundling: LAMBDA_BUNDLING,
+  } as const;
+}
+
 export type WriterLogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 /** The Kafka source of a writer: the MSK cluster and topic (see MarketTopic). */
@@ -190,13 +206,8 @@ export class StoreWriter extends Construct {
 
     const fn = new NodejsFunction(this, 'Function', {
       description: props.description,
-      entry: repoPath(props.entry),
       // the entry exports `handler` for Kinesis events and `mskHandler` for MSK events
-      handler: props.kafka ? 'mskHandler' : 'handler',
-      projectRoot: repoPath(''),
-      depsLockFilePath: repoPath('package-lock.json'),
-      runtime: Runtime.NODEJS_22_X,
-      architecture: Architecture.ARM_64,
+      ...platformFunctionProps(props.entry, props.kafka ? 'mskHandler' : 'handler'),
       memorySize,
       timeout,
       logGroup,
@@ -211,7 +222,6 @@ export class StoreWriter extends Construct {
         vpcSubnets: props.vpcSubnets ?? { subnetType: SubnetType.PRIVATE_WITH_EGRESS },
         allowAllOutbound: false,
       }),
-      bundling: LAMBDA_BUNDLING,
     });
     if (props.vpc) allowEgressPorts(fn, props.egressPorts ?? [], id);
     if (!/^[A-Z][A-Z0-9_]*$/.test(props.secretEnvVar)) {
