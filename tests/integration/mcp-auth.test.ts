@@ -215,6 +215,37 @@ describe('MCP HTTP endpoint auth and sessions', () => {
     const broken = await post(auth, '{"jsonrpc": ');
     expect(broken.status).toBe(400);
     expect(await broken.json()).toMatchObject({ error: { code: -32700 } });
+    // JSON, but not an object or array: refused as express.json() refused it
+    expect((await post(auth, '"initialize"')).status).toBe(400);
+  });
+
+  it('stops reading a streamed body that passes the limit without a Content-Length, and keeps serving', async () => {
+    const { port } = new URL(http.url);
+    const bearer = await token();
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(
+        { host: '127.0.0.1', port, path: '/mcp', method: 'POST', headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/json' } },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        },
+      );
+      req.on('error', reject);
+      // chunked: 64 KiB pieces until the server answers (a server reading all of it would never answer)
+      const piece = `{"pad":"${'x'.repeat(64 * 1024)}`;
+      let sent = 0;
+      const more = () => {
+        while (sent < 64 && req.write(piece)) sent += 1;
+        if (sent < 64) req.once('drain', more);
+        else req.end();
+      };
+      more();
+    });
+    expect(answer.status).toBe(413);
+    expect(JSON.parse(answer.body)).toMatchObject({ error: { message: 'Request body too large' } });
+    expect((await post({ authorization: `Bearer ${bearer}` })).status).toBe(200);
   });
 
   it('caps open sessions and closes idle ones', async () => {

@@ -132,9 +132,37 @@ describe('MCP endpoint hardening: per-tool scopes, resource metadata, Origin, ra
       await res.body?.cancel();
     }
     expect(statuses.filter((s) => s === 429).length).toBe(5);
+    // IETF RateLimit headers on every answer; Retry-After on a refusal
+    const limited = await post({ authorization: `Bearer ${noisy}` }, { jsonrpc: '2.0', id: 99, method: 'ping' });
+    expect(limited.status).toBe(429);
+    expect(limited.headers.get('ratelimit-policy')).toBe('40;w=60');
+    expect(limited.headers.get('ratelimit')).toMatch(/^limit=40, remaining=0, reset=\d+$/);
+    expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(await limited.json()).toMatchObject({ jsonrpc: '2.0', error: { code: -32000 } });
     const calm = await post({ authorization: `Bearer ${await token('calm', ['market:read'])}` }, INITIALIZE);
     expect(calm.status).toBe(200);
+    expect(calm.headers.get('ratelimit')).toMatch(/^limit=40, remaining=39, reset=\d+$/);
     await calm.body?.cancel();
+  });
+
+  it('refuses other media types, compressed bodies and other methods with an error the client can read', async () => {
+    const bearer = await token('media', ['market:read']);
+    const plain = await post({ authorization: `Bearer ${bearer}`, 'content-type': 'text/plain' }, INITIALIZE);
+    expect(plain.status).toBe(415);
+    expect(await plain.json()).toMatchObject({ jsonrpc: '2.0', error: { code: -32000, message: expect.stringContaining('application/json') } });
+    const latin = await post({ authorization: `Bearer ${bearer}`, 'content-type': 'application/json; charset=iso-8859-1' }, INITIALIZE);
+    expect(latin.status).toBe(415);
+    const gzip = await post({ authorization: `Bearer ${bearer}`, 'content-encoding': 'gzip' }, INITIALIZE);
+    expect(gzip.status).toBe(415);
+    expect(await gzip.text()).toContain('Content-Encoding gzip');
+    const ok = await post({ authorization: `Bearer ${bearer}`, 'content-type': 'application/json; charset=UTF-8' }, INITIALIZE);
+    expect(ok.status).toBe(200);
+    await ok.body?.cancel();
+    const put = await fetch(http.url, { method: 'PUT', headers: { authorization: `Bearer ${bearer}` } });
+    expect(put.status).toBe(405);
+    expect(put.headers.get('allow')).toBe('GET, POST, DELETE');
+    const other = await fetch(new URL('/nowhere', http.url));
+    expect(other.status).toBe(404);
   });
 
   it('exposes Prometheus metrics with tool calls, outcomes, latency and HTTP statuses', async () => {
@@ -144,6 +172,7 @@ describe('MCP endpoint hardening: per-tool scopes, resource metadata, Origin, ra
     expect(text).toMatch(/mcp_tool_calls_total\{tool="list_markets",outcome="ok"\} [1-9]/);
     expect(text).toMatch(/mcp_tool_duration_seconds_count\{tool="list_markets"\} [1-9]/);
     expect(text).toMatch(/mcp_http_responses_total\{status="403"\} [1-9]/);
-    expect(text).toMatch(/mcp_http_responses_total\{status="429"\} 5/);
+    expect(text).toMatch(/mcp_http_responses_total\{status="429"\} 6/);
+    expect(text).toMatch(/mcp_http_responses_total\{status="415"\} 3/);
   });
 });
