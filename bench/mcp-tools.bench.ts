@@ -8,7 +8,8 @@
  * daily rollups; each client has its own token principal and session. Two load generators, one
  * table each: a raw JSON-RPC client on a keep-alive connection (the goal's figures: it measures the
  * server, not a client sharing its 2 cores), and the MCP SDK's Client (what an agent runs; it
- * validates every answer against the tool's output schema, about a core's worth of CPU here). Calls:
+ * validates every answer against the tool's output schema, about a core's worth of CPU here; with the
+ * agents' fetch, agentFetch). Calls:
  * - get_candles: BTC/USDT 1h, the newest 200 candles;
  * - compute_indicators: BTC/USDT 1h, RSI(14) + MACD(12,26,9) + Bollinger(20,2), the last 50 values
  *   (it reads ~250 candles of warm-up for the recursive ones).
@@ -22,6 +23,7 @@ import { readFileSync } from 'node:fs';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { PostgresMarketStore } from '../layers/shared/src/adapters/stores/postgres-market-store.js';
+import { agentFetch, fixedToken } from '../layers/shared/src/agents/mcp-agent-tools.js';
 import { issueDevToken } from '../layers/shared/src/mcp/auth.js';
 import { createTestDatabase } from '../tests/support/databases.js';
 import { loadCandleHistory } from './support/candle-history.js';
@@ -89,7 +91,7 @@ async function connectClients(kind: ClientKind, url: string, secret: Uint8Array,
       closers.push(() => client.close());
     } else {
       const client = new Client({ name: `bench-${i}`, version: '0' });
-      await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { Authorization: `Bearer ${token}` } } }));
+      await client.connect(new StreamableHTTPClientTransport(new URL(url), { fetch: agentFetch(fixedToken(token)) }));
       clients.push(client);
       closers.push(() => client.close());
     }

@@ -8,6 +8,8 @@
  * as a collector would (feed_status), so data health and backtests judge them as in production.
  */
 import { randomBytes } from 'node:crypto';
+import { getEventListeners } from 'node:events';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runMigrations } from '../../layers/shared/src/adapters/stores/migrations.js';
 import { openPglite } from '../../layers/shared/src/adapters/stores/pglite-client.js';
@@ -195,6 +197,14 @@ describe('agent flow over the MCP server', () => {
     expect(r.isError, r.text).toBe(false);
     return ((r.structured as { entries: AuditEntry[] }).entries ?? []).slice().reverse();
   }
+
+  it('leaves no listener per request on the HTTP transport\'s abort signal, which would grow with every call', async () => {
+    const transport = (tools as unknown as { client: Client }).client.transport as unknown as { _abortController: AbortController };
+    const signal = transport._abortController.signal;
+    const before = getEventListeners(signal, 'abort').length;
+    for (let i = 0; i < 40; i++) expect((await tools.call('get_agent_controls', {})).isError).toBe(false);
+    expect(getEventListeners(signal, 'abort').length - before).toBeLessThan(5);
+  });
 
   it('runs a whole cycle: monitor, analysts, risk with a backtest, a paper fill, and an audit entry for every decision', async () => {
     const result = await runAgentCycle({ tools, limits, budget, steps, logger: silentLogger });

@@ -142,13 +142,23 @@ export interface HttpAgentToolsOptions {
   readonly name?: string;
 }
 
+/**
+ * The fetch an agent's MCP transport uses: the bearer token asked of `token` on every request, and
+ * an AbortSignal per request. The transport hands every request the same signal, and undici leaves
+ * a listener on it per request until GC: thousands on a busy agent (MaxListenersExceededWarning).
+ * AbortSignal.any gives each request a signal that follows the transport's without a listener on it.
+ */
+export function agentFetch(token: TokenSource): typeof fetch {
+  return async (input, init) => {
+    const headers = new Headers(init?.headers);
+    headers.set('authorization', `Bearer ${await token.token()}`);
+    return fetch(input, { ...init, headers, ...(init?.signal && { signal: AbortSignal.any([init.signal]) }) });
+  };
+}
+
 /** Connects to an MCP server over streamable HTTP; the bearer token is asked of `token` on every request. */
 export async function connectHttpAgentTools(options: HttpAgentToolsOptions): Promise<AgentTools> {
-  const authFetch: typeof fetch = async (input, init) => {
-    const headers = new Headers(init?.headers);
-    headers.set('authorization', `Bearer ${await options.token.token()}`);
-    return fetch(input, { ...init, headers });
-  };
+  const authFetch = agentFetch(options.token);
   const client = new Client({ name: options.name ?? 'qicore-agent', version: '1.0.0' });
   const transport = new StreamableHTTPClientTransport(new URL(options.url), { fetch: authFetch });
   try {
