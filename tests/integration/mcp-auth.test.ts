@@ -23,7 +23,7 @@ import {
 } from '../../layers/shared/src/mcp/auth.js';
 import { startMcpHttpServer, type McpHttpServer } from '../../layers/shared/src/mcp/http.js';
 import { buildServer } from '../../layers/shared/src/mcp/server.js';
-import { silentLogger } from '../../layers/shared/src/observability/logger.js';
+import { createLogger, silentLogger } from '../../layers/shared/src/observability/logger.js';
 import { MarketQueryService } from '../../layers/shared/src/query/market-query.js';
 import { trade } from '../fixtures/events.js';
 
@@ -67,6 +67,7 @@ describe('MCP HTTP endpoint auth and sessions', () => {
   let http: McpHttpServer;
   let secret: Uint8Array;
   const clients: Client[] = [];
+  const errorsLogged: string[] = [];
 
   beforeAll(async () => {
     const db = await openPglite();
@@ -80,7 +81,7 @@ describe('MCP HTTP endpoint auth and sessions', () => {
       verifier: createJwtVerifier({ kind: 'hs256', secret, issuer: DEV_TOKEN_ISSUER, audience: DEV_TOKEN_AUDIENCE }),
       requiredScopes: [SCOPE],
       resourceMetadataUrl: RESOURCE_METADATA,
-      logger: silentLogger,
+      logger: createLogger({ sink: (line) => void (JSON.parse(line).level === 'error' && errorsLogged.push(line)) }),
     });
   });
 
@@ -245,6 +246,26 @@ describe('MCP HTTP endpoint auth and sessions', () => {
     });
     expect(answer.status).toBe(413);
     expect(JSON.parse(answer.body)).toMatchObject({ error: { message: 'Request body too large' } });
+    expect((await post({ authorization: `Bearer ${bearer}` })).status).toBe(200);
+  });
+
+  it('lets a client go away mid-body without an error logged, and keeps serving', async () => {
+    const { port } = new URL(http.url);
+    const bearer = await token();
+    await new Promise<void>((resolve) => {
+      const req = request({
+        host: '127.0.0.1',
+        port,
+        path: '/mcp',
+        method: 'POST',
+        headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/json', 'content-length': 5_000 },
+      });
+      req.on('error', () => resolve());
+      req.write('{"jsonrpc":"2.0","id":1,');
+      setTimeout(() => req.destroy(), 100);
+    });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(errorsLogged).toEqual([]);
     expect((await post({ authorization: `Bearer ${bearer}` })).status).toBe(200);
   });
 

@@ -407,7 +407,7 @@ async function readJsonBody(req: IncomingMessage, res: ServerResponse): Promise<
 
 /** The body's bytes; 'too_large' as soon as more than `max` arrived (reading stops), 'aborted' when the client went away. */
 function readBody(req: IncomingMessage, max: number): Promise<Buffer | 'too_large' | 'aborted'> {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let received = 0;
     const onData = (chunk: Buffer) => {
@@ -419,8 +419,9 @@ function readBody(req: IncomingMessage, max: number): Promise<Buffer | 'too_larg
     };
     req.on('data', onData);
     req.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    // a client gone mid-body (reset, timeout) is nobody's error here: nothing is answered
     req.once('close', () => resolve('aborted'));
-    req.once('error', reject);
+    req.once('error', () => resolve('aborted'));
   });
 }
 
