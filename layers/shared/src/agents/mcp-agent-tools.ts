@@ -158,9 +158,8 @@ export function agentFetch(token: TokenSource): typeof fetch {
 
 /** Connects to an MCP server over streamable HTTP; the bearer token is asked of `token` on every request. */
 export async function connectHttpAgentTools(options: HttpAgentToolsOptions): Promise<AgentTools> {
-  const authFetch = agentFetch(options.token);
   const client = new Client({ name: options.name ?? 'qicore-agent', version: '1.0.0' });
-  const transport = new StreamableHTTPClientTransport(new URL(options.url), { fetch: authFetch });
+  const transport = new StreamableHTTPClientTransport(new URL(options.url), { fetch: agentFetch(options.token) });
   try {
     await client.connect(transport);
   } catch (error) {

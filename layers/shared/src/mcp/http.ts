@@ -79,8 +79,12 @@ const MAX_BODY_BYTES = 100 * 1024;
 /** Hosts a loopback server answers to (the SDK's localhost DNS-rebinding list) */
 const LOOPBACK_HOSTNAMES = ['localhost', '127.0.0.1', '[::1]'];
 
-/** A request to /mcp once the bearer token is verified: the SDK's transport reads `auth`. */
-type McpRequest = IncomingMessage & { auth?: AuthInfo };
+/** Who a request to /mcp comes from, once its bearer token is verified. */
+interface Principal {
+  readonly auth: AuthInfo;
+  /** ownerOf(auth): rate limits and sessions are per owner */
+  readonly owner: string;
+}
 
 /**
  * Starts the MCP Streamable HTTP endpoint at `/mcp` behind bearer auth, one server+transport per session.
@@ -142,9 +146,15 @@ export async function startMcpHttpServer(options: McpHttpOptions): Promise<McpHt
     sendRpcError(res, 500, -32603, 'Internal server error');
   });
 
+  /** WWW-Authenticate of a 401/403 (RFC 6750), pointing to the resource metadata when it is served. */
+  const challenge = (error: string, description: string, scope: readonly string[]) =>
+    `Bearer error="${error}", error_description="${description}"` +
+    (scope.length > 0 ? `, scope="${scope.join(' ')}"` : '') +
+    (resourceMetadataUrl ? `, resource_metadata="${resourceMetadataUrl}"` : '');
+
+  const requiredScopes = options.requiredScopes ?? [];
   /** The bearer token's AuthInfo, or undefined with a 401/403/500 already sent (the SDK's requireBearerAuth, without express). */
   const authenticate = async (req: IncomingMessage, res: ServerResponse): Promise<AuthInfo | undefined> => {
-    const requiredScopes = options.requiredScopes ?? [];
     try {
       const header = req.headers.authorization;
       if (!header) throw new InvalidTokenError('Missing Authorization header');
@@ -156,12 +166,9 @@ export async function startMcpHttpServer(options: McpHttpOptions): Promise<McpHt
       if (auth.expiresAt < Date.now() / 1000) throw new InvalidTokenError('Token has expired');
       return auth;
     } catch (error) {
-      const challenge = (e: OAuthError) =>
-        `Bearer error="${e.errorCode}", error_description="${e.message}"` +
-        (requiredScopes.length > 0 ? `, scope="${requiredScopes.join(' ')}"` : '') +
-        (resourceMetadataUrl ? `, resource_metadata="${resourceMetadataUrl}"` : '');
-      if (error instanceof InvalidTokenError) sendJson(res, 401, error.toResponseObject(), { 'WWW-Authenticate': challenge(error) });
-      else if (error instanceof InsufficientScopeError) sendJson(res, 403, error.toResponseObject(), { 'WWW-Authenticate': challenge(error) });
+      const header = (e: OAuthError) => ({ 'WWW-Authenticate': challenge(e.errorCode, e.message, requiredScopes) });
+      if (error instanceof InvalidTokenError) sendJson(res, 401, error.toResponseObject(), header(error));
+      else if (error instanceof InsufficientScopeError) sendJson(res, 403, error.toResponseObject(), header(error));
       else if (error instanceof ServerError) sendJson(res, 500, error.toResponseObject());
       else if (error instanceof OAuthError) sendJson(res, 400, error.toResponseObject());
       else {
@@ -212,12 +219,8 @@ export async function startMcpHttpServer(options: McpHttpOptions): Promise<McpHt
       if (typeof method === 'string' && method.startsWith('resources/') && !hasScope(granted, SCOPES.marketRead)) missing.add(SCOPES.marketRead);
     }
     if (missing.size === 0) return true;
-    const scope = [...missing].join(' ');
-    const description = `this token lacks the scope ${scope}`;
-    const challenge =
-      `Bearer error="insufficient_scope", error_description="${description}", scope="${scope}"` +
-      (resourceMetadataUrl ? `, resource_metadata="${resourceMetadataUrl}"` : '');
-    sendJson(res, 403, { error: 'insufficient_scope', error_description: description }, { 'WWW-Authenticate': challenge });
+    const description = `this token lacks the scope ${[...missing].join(' ')}`;
+    sendJson(res, 403, { error: 'insufficient_scope', error_description: description }, { 'WWW-Authenticate': challenge('insufficient_scope', description, [...missing]) });
     return false;
   };
 
@@ -227,8 +230,7 @@ export async function startMcpHttpServer(options: McpHttpOptions): Promise<McpHt
   const terminated = new BoundedSet(10_000);
 
   /** A new server and transport; `sessionId` continues an existing session instead of minting one. */
-  const openSession = async (auth: AuthInfo, sessionId?: string): Promise<{ server: McpServer; transport: SessionTransport }> => {
-    const owner = ownerOf(auth);
+  const openSession = async ({ auth, owner }: Principal, sessionId?: string): Promise<{ server: McpServer; transport: SessionTransport }> => {
     const caller = callerOf({ authInfo: auth });
     const server = options.buildServer(enforceToolScopes ? caller : { ...caller, scopes: ALL_SCOPES });
     const transport = new SessionTransport({
@@ -245,20 +247,20 @@ export async function startMcpHttpServer(options: McpHttpOptions): Promise<McpHt
   };
 
   /** The session a request names (continued here if another task opened it), or an error answer already sent. */
-  const sessionOf = async (req: McpRequest, res: ServerResponse, auth: AuthInfo): Promise<Session | undefined> => {
+  const sessionOf = async (req: IncomingMessage, res: ServerResponse, principal: Principal): Promise<Session | undefined> => {
     const id = headerOf(req, 'mcp-session-id');
     if (!id) {
       sendRpcError(res, 400, -32000, 'Bad Request: Mcp-Session-Id header is required; send initialize first');
       return undefined;
     }
-    const owner = ownerOf(auth);
+    const { owner } = principal;
     let session = sessions.get(id);
     if (!session && !terminated.has(id) && sessionIds.ownedBy(id, owner)) {
       if (sessions.size >= maxSessions) {
         sendRpcError(res, 503, -32000, 'Too many open sessions; retry later');
         return undefined;
       }
-      const { server, transport } = await openSession(auth, id);
+      const { server, transport } = await openSession(principal, id);
       try {
         await transport.resume(headerOf(req, 'mcp-protocol-version'));
       } catch (error) {
@@ -277,12 +279,12 @@ export async function startMcpHttpServer(options: McpHttpOptions): Promise<McpHt
     return session;
   };
 
-  const handlePost = async (req: McpRequest, res: ServerResponse, auth: AuthInfo): Promise<void> => {
+  const handlePost = async (req: IncomingMessage, res: ServerResponse, principal: Principal): Promise<void> => {
     const body = await readJsonBody(req, res);
-    if (body === undefined || !toolScopesGranted(auth, body, res)) return;
+    if (body === undefined || !toolScopesGranted(principal.auth, body, res)) return;
     if (headerOf(req, 'mcp-session-id') !== undefined) {
-      const session = await sessionOf(req, res, auth);
-      if (session) await session.transport.handleRequest(req, res, body);
+      const session = await sessionOf(req, res, principal);
+      if (session) await session.transport.handleRequest(req, res, principal.auth, body);
       return;
     }
     if (!isInitializeRequest(body)) {
@@ -293,21 +295,21 @@ export async function startMcpHttpServer(options: McpHttpOptions): Promise<McpHt
       sendRpcError(res, 503, -32000, 'Too many open sessions; retry later');
       return;
     }
-    const { server, transport } = await openSession(auth);
-    await transport.handleRequest(req, res, body);
+    const { server, transport } = await openSession(principal);
+    await transport.handleRequest(req, res, principal.auth, body);
     // An initialize the transport refused opened no session: drop its server now.
     if (transport.sessionId === undefined) await server.close();
   };
 
-  const handleSessionRequest = async (req: McpRequest, res: ServerResponse, auth: AuthInfo): Promise<void> => {
-    const session = await sessionOf(req, res, auth);
+  const handleSessionRequest = async (req: IncomingMessage, res: ServerResponse, principal: Principal): Promise<void> => {
+    const session = await sessionOf(req, res, principal);
     if (!session) return;
     if (req.method === 'DELETE') terminated.add(headerOf(req, 'mcp-session-id')!);
-    await session.transport.handleRequest(req, res);
+    await session.transport.handleRequest(req, res, principal.auth);
   };
 
   /** `/mcp`: origin, token, rate limit, then the method's handler. */
-  const handleMcp = async (req: McpRequest, res: ServerResponse): Promise<void> => {
+  const handleMcp = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const method = req.method;
     if (method !== 'POST' && method !== 'GET' && method !== 'DELETE') {
       res.setHeader('Allow', 'GET, POST, DELETE');
@@ -316,10 +318,10 @@ export async function startMcpHttpServer(options: McpHttpOptions): Promise<McpHt
     if (!originAllowed(headerOf(req, 'origin'))) return sendRpcError(res, 403, -32000, 'Forbidden: this Origin may not call the MCP endpoint');
     const auth = await authenticate(req, res);
     if (!auth) return;
-    req.auth = auth;
-    if (!(await withinRateLimit(ownerOf(auth), res))) return;
-    if (method === 'POST') await handlePost(req, res, auth);
-    else await handleSessionRequest(req, res, auth);
+    const principal = { auth, owner: ownerOf(auth) };
+    if (!(await withinRateLimit(principal.owner, res))) return;
+    if (method === 'POST') await handlePost(req, res, principal);
+    else await handleSessionRequest(req, res, principal);
   };
 
   const requestListener = (req: IncomingMessage, res: ServerResponse): void => {
@@ -463,8 +465,8 @@ class BoundedSet {
 }
 
 /** Sessions are bound to the token's principal: client id plus subject. */
-function ownerOf(auth: AuthInfo | undefined): string {
-  return JSON.stringify([auth?.clientId ?? null, auth?.extra?.['subject'] ?? null]);
+function ownerOf(auth: AuthInfo): string {
+  return JSON.stringify([auth.clientId ?? null, auth.extra?.['subject'] ?? null]);
 }
 
 /** Express 5 forwards rejections to the error middleware; this also covers a throw after headers went out. */

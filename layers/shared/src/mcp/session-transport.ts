@@ -58,10 +58,10 @@ export class SessionTransport implements Transport {
     return this.web.send(message, options);
   }
 
-  async handleRequest(req: IncomingMessage & { auth?: AuthInfo }, res: ServerResponse, parsedBody?: unknown): Promise<void> {
-    const authInfo = req.auth;
+  /** Answers one HTTP request of this session; `authInfo` is the verified token, `parsedBody` a POST's JSON. */
+  async handleRequest(req: IncomingMessage, res: ServerResponse, authInfo: AuthInfo, parsedBody?: unknown): Promise<void> {
     const listener = getRequestListener(
-      (request) => this.web.handleRequest(request, { ...(authInfo && { authInfo }), parsedBody }),
+      (request) => this.web.handleRequest(request, { authInfo, parsedBody }),
       { overrideGlobalObjects: false },
     );
     await listener(req, res);
